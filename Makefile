@@ -1,0 +1,101 @@
+# ngx_dynamo top-level build.
+#   make          build everything into build/
+#   make test     unit tests, then the t/ suite (prove)
+#   make bench    every benchmark; tables on stdout, JSON under build/bench/
+#   make fuzz     build the libFuzzer targets and run each briefly
+#   make run      start nginx + module + Redis on 127.0.0.1 (make stop ends it)
+
+B        := build
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
+KVR_INC  := -Ikvrouter/include
+LIBS     := -lhiredis -lxxhash -ljansson -lpcre2-8 -lm -lpthread
+CMOCKA   := -lcmocka
+
+KVR_SRC  := $(wildcard kvrouter/src/*.c)
+KVR_OBJ  := $(KVR_SRC:%.c=$(B)/obj/%.o)
+KVR_LIB  := $(B)/lib/libkvrouter.a
+
+TOOL_SRC := $(wildcard kvrouter/tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/obj/%.o)
+
+TSUP_SRC := $(wildcard kvrouter/test/support/*.c)
+TSUP_OBJ := $(TSUP_SRC:%.c=$(B)/obj/%.o)
+TEST_SRC := $(wildcard kvrouter/test/test_*.c)
+TEST_BIN := $(TEST_SRC:kvrouter/test/%.c=$(B)/test/%)
+
+FUZZ_SRC := $(wildcard kvrouter/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:kvrouter/fuzz/%.c=$(B)/fuzz/%)
+
+MODULE   := $(B)/modules/ngx_dynamo_module.so
+MOD_SRC  := config $(wildcard ngx_dynamo_module/*.[ch]) $(KVR_SRC) \
+            $(wildcard kvrouter/include/*.h)
+
+DEPS     := $(B)/.deps-ok
+
+.PHONY: all deps test unit test-t bench fuzz run stop clean
+.DELETE_ON_ERROR:
+
+all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE)
+
+deps: $(DEPS)
+$(DEPS): scripts/install-deps.sh
+	@sh scripts/install-deps.sh
+	@mkdir -p $(B) && touch $@
+
+$(B)/obj/%.o: %.c $(wildcard kvrouter/include/*.h) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(KVR_INC) -MMD -c $< -o $@
+
+$(KVR_LIB): $(KVR_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/dynamo-kv: $(TOOL_OBJ) $(KVR_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(KVR_LIB) $(LIBS)
+
+$(B)/test/%: kvrouter/test/%.c $(TSUP_OBJ) $(KVR_LIB) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(KVR_INC) -Ikvrouter/test -o $@ $< \
+	    $(TSUP_OBJ) $(KVR_LIB) $(LIBS) $(CMOCKA)
+
+$(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
+	sh scripts/build-module.sh $(B)
+
+unit: $(TEST_BIN) $(B)/bin/dynamo-kv
+	@sh scripts/run-unit-tests.sh $(TEST_BIN)
+
+test-t: all
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) DYNAMO_BUILD=$(CURDIR)/$(B) \
+	    prove -I t/lib -r t/
+
+test: unit test-t
+
+bench: $(B)/bin/dynamo-kv
+	@mkdir -p $(B)/bench
+	$(B)/bin/dynamo-kv bench --json-out $(B)/bench/kvrouter.json
+
+$(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) | $(DEPS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(KVR_INC) -o $@ $< \
+	    $(KVR_SRC) $(LIBS)
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do \
+	    echo "fuzz: $$f"; mkdir -p $(B)/fuzz/corpus/$$(basename $$f); \
+	    $$f -max_total_time=$${FUZZ_SECONDS:-20} -print_final_stats=0 \
+	        $(B)/fuzz/corpus/$$(basename $$f) 2>&1 | tail -n 2 || exit 1; \
+	done
+
+run: all
+	@sh scripts/run.sh start $(B)
+
+stop:
+	@sh scripts/run.sh stop $(B)
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

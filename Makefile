@@ -12,6 +12,10 @@ WARN     := -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
 KVR_INC  := -Ikvrouter/include
 LIBS     := -lhiredis -lxxhash -ljansson -lpcre2-8 -lm -lpthread
 CMOCKA   := -lcmocka
+ifneq ($(SAN),)
+CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SAN)
+endif
 
 KVR_SRC  := $(wildcard kvrouter/src/*.c)
 KVR_OBJ  := $(KVR_SRC:%.c=$(B)/obj/%.o)
@@ -54,18 +58,19 @@ $(KVR_LIB): $(KVR_OBJ)
 
 $(B)/bin/dynamo-kv: $(TOOL_OBJ) $(KVR_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(KVR_LIB) $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(KVR_LIB) $(LIBS)
 
 $(B)/test/%: kvrouter/test/%.c $(TSUP_OBJ) $(KVR_LIB) | $(DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(KVR_INC) -Ikvrouter/test -o $@ $< \
+	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(KVR_INC) -Ikvrouter/test -o $@ $< \
 	    $(TSUP_OBJ) $(KVR_LIB) $(LIBS) $(CMOCKA)
 
 $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
-	sh scripts/build-module.sh $(B)
+	bash scripts/build-module.sh $(B)
 
 unit: $(TEST_BIN) $(B)/bin/dynamo-kv
-	@sh scripts/run-unit-tests.sh $(TEST_BIN)
+	@sh scripts/run-unit-tests.sh $(TEST_BIN) \
+	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv"
 
 test-t: all
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) DYNAMO_BUILD=$(CURDIR)/$(B) \

@@ -36,7 +36,7 @@ typedef struct {
     const kvr_block_t  *blocks;      /* REMOVED uses seq only */
 } kvr_event_t;
 
-/* Exact encoded size of ev in bytes. */
+/* Exact encoded size of ev in bytes; 0 if ev cannot be encoded. */
 size_t kvr_event_encoded_size(const kvr_event_t *ev);
 
 /* Encodes ev into buf; *len gets the size. KVR_ERR_NOMEM if cap is short. */
@@ -53,6 +53,7 @@ long kvr_event_peek_nblocks(const uint8_t *buf, size_t len);
  * Decodes buf into ev, placing blocks in the caller's array (no malloc).
  * KVR_ERR_NOMEM if the event has more than max_blocks blocks; any malformed
  * input (bad version, type, length, trailing bytes) gives a negative error.
+ * On error neither *ev nor blocks is written.
  */
 int kvr_event_decode(const uint8_t *buf, size_t len, kvr_event_t *ev,
     kvr_block_t *blocks, size_t max_blocks);

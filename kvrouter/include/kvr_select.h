@@ -38,17 +38,28 @@ typedef struct {
     uint32_t  credited_overlap;  /* 0 when the guard removed it */
 } kvr_choice_t;
 
+/*
+ * overlap_weight 1.0, temperature 0, balance_rel 0.5, balance_abs
+ * ceil(1024 / block_size) blocks (64 at B = 16: one long prompt of work).
+ * Per-request overrides: pass a modified copy to kvr_select.
+ */
 void kvr_select_defaults(kvr_select_params_t *p, uint32_t block_size);
 
 /*
  * Chooses among c[0..n). rnd is a uniform random 64-bit value, used only when
  * temperature > 0 or to break exact ties. KVR_ERR_INVAL if n == 0 or params
- * are invalid.
+ * are invalid (block_size 0; overlap_weight or temperature negative or not
+ * finite; balance_rel NaN; with balance_rel >= 0, balance_abs negative or
+ * not finite). With temperature > 0 a candidate is drawn with probability
+ * proportional to exp(-(cost - min) / (max - min) / temperature).
  */
 int kvr_select(const kvr_select_params_t *p, const kvr_candidate_t *c,
     size_t n, uint64_t prompt_tokens, uint64_t rnd, kvr_choice_t *out);
 
-/* The cost of one candidate (with full overlap credit), for logs/metrics. */
+/*
+ * The cost of one candidate (with full overlap credit), for logs/metrics;
+ * NaN if p is invalid or c is NULL.
+ */
 double kvr_select_cost(const kvr_select_params_t *p, const kvr_candidate_t *c,
     uint64_t prompt_tokens);
 

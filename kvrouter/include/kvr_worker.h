@@ -30,10 +30,19 @@ typedef struct {
     uint64_t    capacity_blocks;
     char        addr[KVR_ADDR_MAX];   /* "host:port", NUL-terminated */
     kvr_load_t  load;
+
+    /* index state: filled by kvr_index_get_worker/_workers, else ignored */
+    uint64_t    last_event_id;        /* event cursor (in generation) */
+    uint64_t    blocks;               /* blocks the index holds for it */
+    uint32_t    needs_resync;         /* 1 after a gap until reset */
 } kvr_worker_info_t;
 
+/* "both", "decode", "prefill"; "unknown" for other values. */
 const char *kvr_role_name(kvr_role_t role);
-/* Returns KVR_OK and sets *role, or KVR_ERR_INVAL for an unknown name. */
+/*
+ * Returns KVR_OK and sets *role, or KVR_ERR_INVAL for an unknown name.
+ * Accepts the names above (and "aggregated" for both), exact lowercase.
+ */
 int kvr_role_parse(const char *name, kvr_role_t *role);
 
 #endif

@@ -1,0 +1,192 @@
+#!/bin/sh
+# Runs ngx_dynamo on this machine: a throwaway redis-server and a private
+# nginx with the module loaded, configured from conf/nginx.conf.example.
+#   scripts/run.sh start BUILD_DIR     (make run)
+#   scripts/run.sh stop BUILD_DIR      (make stop)
+# PORT: nginx's port on 127.0.0.1 (default 8080); REDIS_PORT: Redis's
+# (default: a free one); NGINX: the nginx binary (default: nginx in PATH,
+# else /usr/sbin/nginx).  Everything lives under BUILD_DIR/run.
+set -eu
+
+usage() {
+    echo "usage: $0 start|stop BUILD_DIR" >&2
+    exit 2
+}
+
+[ $# -eq 2 ] || usage
+
+action=$1
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=$(mkdir -p "$2" && cd "$2" && pwd)
+run=$build/run
+module=$build/modules/ngx_dynamo_module.so
+model=$repo/models/stories260K
+
+say() { echo "run: $*"; }
+die() { echo "run: $*" >&2; exit 1; }
+
+nginx_bin() {
+    if [ -n "${NGINX:-}" ]; then
+        echo "$NGINX"
+    elif command -v nginx >/dev/null 2>&1; then
+        command -v nginx
+    elif [ -x /usr/sbin/nginx ]; then
+        echo /usr/sbin/nginx
+    else
+        die "nginx not found (apt-get install nginx, or set NGINX)"
+    fi
+}
+
+free_port() {
+    perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
+                                      LocalPort => 0) or die "$!\n";
+        print $s->sockport, "\n";'
+}
+
+# alive PIDFILE: the process in PIDFILE runs (and is not a zombie)
+alive() {
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    case "$(cat "/proc/$pid/stat" 2>/dev/null)" in
+        *") Z "*) return 1 ;;
+    esac
+    return 0
+}
+
+# stop_pid PIDFILE SIGNAL NAME: signal it, wait up to 10s, then SIGKILL
+stop_pid() {
+    alive "$1" || { rm -f "$1"; return 0; }
+    kill "-$2" "$pid" 2>/dev/null || true
+    i=0
+    while alive "$1" && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if alive "$1"; then
+        say "$3 ($pid) did not exit; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$1"
+    say "stopped $3"
+}
+
+start_redis() {
+    redis_port=${REDIS_PORT:-$(free_port)}
+    command -v redis-server >/dev/null 2>&1 \
+        || die "redis-server not found (apt-get install redis-server)"
+    mkdir -p "$run/redis"
+    redis-server --port "$redis_port" --bind 127.0.0.1 \
+        --save '' --appendonly no --dir "$run/redis" \
+        --daemonize yes --pidfile "$run/redis.pid" \
+        --logfile "$run/logs/redis.log" \
+        || die "redis-server failed; see $run/logs/redis.log"
+
+    i=0
+    until [ "$(redis_ping)" = PONG ]; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || die "redis on port $redis_port does not answer PING"
+        sleep 0.1
+    done
+}
+
+redis_ping() {
+    perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1",
+            PeerPort => $ARGV[0], Timeout => 1) or exit 1;
+        print $s "PING\r\n";
+        my $l = <$s> // ""; $l =~ s/\r?\n//; $l =~ s/^\+//; print $l;' \
+        "$redis_port" 2>/dev/null || true
+}
+
+# The model workers come with a later change: they will be started here,
+# after Redis (they publish KV events to it) and before nginx, and the
+# upstream servers of the configuration pointed at them.
+start_workers() {
+    :
+}
+
+stop_workers() {
+    :
+}
+
+write_config() {
+    temp=$run/conf/temp_paths.conf
+    {
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            echo "    ${t}_temp_path $run/${t}_temp;"
+        done
+    } > "$temp"
+
+    # "^  directive  " and its first argument, up to a blank or ";"
+    d='^\([[:space:]]*'
+    a='\)[[:space:]][[:space:]]*'
+    w='[^[:space:];]*'
+
+    sed -e "s|${d}load_module${a}.*ngx_dynamo_module\.so;|\1 $module;|" \
+        -e "s|${d}pid${a}.*;|\1 $run/logs/nginx.pid;|" \
+        -e "s|${d}error_log${a}${w}|\1 $run/logs/error.log|" \
+        -e "s|${d}access_log${a}${w}|\1 $run/logs/access.log|" \
+        -e "/^[[:space:]]*dynamo_model[[:space:]]/s|path=${w}|path=$model|" \
+        -e "s|${d}dynamo_redis${a}${w}|\1 127.0.0.1:$redis_port|" \
+        -e "s|${d}listen${a}.*;|\1 127.0.0.1:$port;|" \
+        -e "/^http[[:space:]]*{/r $temp" \
+        "$repo/conf/nginx.conf.example" > "$run/conf/nginx.conf"
+}
+
+start_nginx() {
+    nginx=$(nginx_bin)
+    [ -f "$module" ] || die "$module missing: build it first (make)"
+
+    write_config
+    "$nginx" -p "$run/" -c "$run/conf/nginx.conf" -e "$run/logs/error.log" \
+        || die "nginx failed to start; see $run/logs/error.log"
+
+    i=0
+    until curl -fsS -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null
+    do
+        i=$((i + 1))
+        [ $i -lt 50 ] || die "nginx does not answer on port $port"
+        sleep 0.1
+    done
+}
+
+start() {
+    stop quiet
+    mkdir -p "$run/conf" "$run/logs"
+    port=${PORT:-8080}
+
+    trap 'stop quiet' EXIT
+    start_redis
+    start_workers
+    start_nginx
+    trap - EXIT
+
+    printf 'PORT=%s\nREDIS_PORT=%s\n' "$port" "$redis_port" > "$run/run.env"
+
+    cat <<EOF
+ngx_dynamo is running
+  nginx   http://127.0.0.1:$port/   (config $run/conf/nginx.conf)
+  redis   127.0.0.1:$redis_port
+  logs    $run/logs/
+try
+  curl -s http://127.0.0.1:$port/health
+  curl -s http://127.0.0.1:$port/metrics
+stop with "make stop" (or $0 stop $build)
+EOF
+}
+
+stop() {
+    [ -d "$run" ] || return 0
+    stop_pid "$run/logs/nginx.pid" QUIT nginx
+    stop_workers
+    stop_pid "$run/redis.pid" TERM redis
+    rm -f "$run/run.env"
+    [ "${1:-}" = quiet ] || say "nothing left running under $run"
+}
+
+case "$action" in
+    start) start ;;
+    stop) stop ;;
+    *) usage ;;
+esac

@@ -10,7 +10,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
 KVR_INC  := -Ikvrouter/include
-LIBS     := -lhiredis -lxxhash -ljansson -lpcre2-8 -lm -lpthread
+LIBS     := -lhiredis -lxxhash -ljansson -lpcre2-8 -lmd -lm -lpthread
 CMOCKA   := -lcmocka
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config git ca-certificates
  nginx nginx-dev redis-server
- libhiredis-dev libjansson-dev libpcre2-dev libxxhash-dev libevent-dev
+ libhiredis-dev libjansson-dev libpcre2-dev libxxhash-dev libmd-dev libevent-dev
  libcmocka-dev clang libclang-rt-14-dev
  libtest-base-perl libtest-longstring-perl libtext-diff-perl
  liblist-moreutils-perl libwww-perl liburi-perl libipc-run-perl

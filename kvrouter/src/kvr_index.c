@@ -174,8 +174,9 @@ kvr_index_size(const kvr_index_config_t *cfg)
 static kvr_index_t *
 kvr_place(void *mem, size_t len, uint64_t need)
 {
-    uintptr_t  p = (uintptr_t) mem;
-    uintptr_t  a = (p + KVR_INDEX_ALIGN - 1) & ~(uintptr_t) (KVR_INDEX_ALIGN - 1);
+    uintptr_t  p = (uintptr_t) mem, a;
+
+    a = (p + KVR_INDEX_ALIGN - 1) & ~(uintptr_t) (KVR_INDEX_ALIGN - 1);
 
     if (mem == NULL || (p & 7) != 0 || len < a - p
         || len - (a - p) < need)

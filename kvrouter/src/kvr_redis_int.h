@@ -42,7 +42,6 @@ extern const char  kvr_redis_lua_registry[];  /* reader: ids + alive */
 extern const char  kvr_redis_lua_snapshot[];  /* reader: one worker */
 
 /* SHA1 hex (40 chars + NUL) of data, as Redis names scripts. */
-void kvr_redis_sha1_hex(const void *data, size_t len, char out[41]);
 
 /* ---- u64 set, the publisher's mirror (kvr_redis_set.c) ---- */
 

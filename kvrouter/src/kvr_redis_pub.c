@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <sha1.h>  /* libmd */
 
 #include "kvr_err.h"
 #include "kvr_event.h"
@@ -49,7 +50,7 @@ struct kvr_pub_s {
     char           k_evseq[KVR_REDIS_KEY_MAX];
     char           k_events[KVR_REDIS_KEY_MAX];
     char           k_epoch[KVR_REDIS_KEY_MAX];
-    char           sha[41];
+    char           sha[SHA1_DIGEST_STRING_LENGTH];
 
     kvr_u64set_t   mirror;
     uint64_t       last_event_id;
@@ -131,7 +132,9 @@ kvr_pub_create(const kvr_pub_config_t *cfg)
         return NULL;
     }
 
-    kvr_redis_sha1_hex(kvr_redis_lua_pub, strlen(kvr_redis_lua_pub), p->sha);
+    /* EVALSHA names a script by its SHA1, as Redis computes it */
+    SHA1Data((const uint8_t *) kvr_redis_lua_pub, strlen(kvr_redis_lua_pub),
+             p->sha);
 
     /* the capacity is a hint: the mirror grows past it if it must */
     if (kvr_u64set_init(&p->mirror, p->capacity < (1u << 24)

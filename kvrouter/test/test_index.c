@@ -410,6 +410,59 @@ test_remove_worker(void **state)
     fix_free(&f);
 }
 
+static void
+test_apply_many(void **state)
+{
+    fix_t        f, g;
+    kvr_event_t  ev[6];
+    kvr_block_t  b[6];
+    int          rc[6];
+    size_t       i;
+    kvr_match_t  m1[4], m2[4];
+
+    fix_init(&f, 4, 1000);
+    fix_init(&g, 4, 1000);
+    for (i = 0; i < 6; i++) {
+        b[i].seq = A[i];
+        b[i].local = 0;
+    }
+    memset(ev, 0, sizeof(ev));
+    for (i = 0; i < 6; i++) {
+        ev[i].type = KVR_EV_STORED;
+        ev[i].worker_id = 1 + i % 2;
+        ev[i].generation = 1;
+        ev[i].event_id = 1 + i / 2;
+        ev[i].nblocks = 2;
+        ev[i].blocks = b + (i / 2) * 2;
+    }
+    ev[3].event_id = 9;                        /* a gap: refused */
+    ev[4].type = KVR_EV_REMOVED;             /* worker 1 drops A3 */
+    ev[4].nblocks = 1;
+    ev[4].blocks = b + 3;
+    ev[5].type = (kvr_event_type_t) 0;         /* invalid */
+
+    assert_int_equal(kvr_index_apply_many(f.idx, ev, 6, rc), 4);
+    assert_int_equal(rc[0], KVR_OK);
+    assert_int_equal(rc[3], KVR_ERR_RESYNC);
+    assert_int_equal(rc[4], KVR_OK);
+    assert_int_equal(rc[5], KVR_ERR_INVAL);
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(kvr_index_apply(g.idx, &ev[i]), rc[i]);
+    }
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(kvr_index_find_matches(f.idx, A + i, 6 - i, m1, 4),
+                         kvr_index_find_matches(g.idx, A + i, 6 - i, m2, 4));
+    }
+    assert_int_equal(overlap_of(f.idx, A, 6, 1), 3);
+    assert_int_equal(overlap_of(f.idx, A, 6, 2), 2);
+    assert_int_equal(kvr_index_needs_resync(f.idx, 2), 1);
+    assert_int_equal(kvr_index_apply_many(f.idx, ev, 0, NULL), 0);
+    assert_int_equal(kvr_index_apply_many(NULL, ev, 1, rc), 0);
+    assert_int_equal(rc[0], KVR_ERR_INVAL);
+    fix_free(&f);
+    fix_free(&g);
+}
+
 /* ---- worker table ---- */
 
 static void
@@ -567,7 +620,8 @@ test_eviction_bound(void **state)
     kvr_index_stats(f.idx, &st);
     assert_int_equal(st.blocks, 100);
     assert_int_equal(st.evictions, 1900);
-    held = kvr_index_worker_blocks(f.idx, 1) + kvr_index_worker_blocks(f.idx, 2);
+    held = kvr_index_worker_blocks(f.idx, 1)
+           + kvr_index_worker_blocks(f.idx, 2);
     assert_int_equal(held, 100);               /* counts follow evictions */
     fix_free(&f);
 }
@@ -766,6 +820,7 @@ main(void)
         cmocka_unit_test(test_removed_cleared),
         cmocka_unit_test(test_cursor),
         cmocka_unit_test(test_unknown_worker),
+        cmocka_unit_test(test_apply_many),
         cmocka_unit_test(test_remove_worker),
         cmocka_unit_test(test_workers_table),
         cmocka_unit_test(test_role),

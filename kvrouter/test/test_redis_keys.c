@@ -107,25 +107,6 @@ test_load(void **state)
     assert_int_equal(kvr_redis_load_parse("1 2 3 4 5", 9, &b), KVR_OK);
 }
 
-static void
-test_sha1(void **state)
-{
-    char  hex[41];
-    char  big[1000];
-
-    (void) state;
-    kvr_redis_sha1_hex("", 0, hex);
-    assert_string_equal(hex, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-    kvr_redis_sha1_hex("abc", 3, hex);
-    assert_string_equal(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
-    kvr_redis_sha1_hex(
-        "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
-    assert_string_equal(hex, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
-    memset(big, 'a', sizeof(big));
-    kvr_redis_sha1_hex(big, sizeof(big), hex);
-    assert_string_equal(hex, "291e9a6c66994949b57ba5e650361e98fc36b1ba");
-}
-
 /* The set against a naive model, with deletes that exercise the backward
    shift across wrap-around (small table, clustered values). */
 static void
@@ -194,7 +175,6 @@ main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_load),
-        cmocka_unit_test(test_sha1),
         cmocka_unit_test(test_u64set),
     };
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
+#include <sha1.h>
 
 #include "kvr_err.h"
 #include "kvr_event.h"
@@ -261,11 +262,12 @@ test_register_and_events(void **state)
 static void
 test_script_sha(void **state)
 {
-    char         hex[41];
+    char         hex[SHA1_DIGEST_STRING_LENGTH];
     redisReply  *r;
 
     (void) state;
-    kvr_redis_sha1_hex(kvr_redis_lua_pub, strlen(kvr_redis_lua_pub), hex);
+    SHA1Data((const uint8_t *) kvr_redis_lua_pub, strlen(kvr_redis_lua_pub),
+             hex);
     r = cmd("SCRIPT LOAD %s", kvr_redis_lua_pub);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_string_equal(r->str, hex);

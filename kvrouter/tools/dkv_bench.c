@@ -125,8 +125,16 @@ parse_opts(int argc, char **argv, opts_t *o)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             return 1;
         }
+        if (strcmp(a, "--out") != 0 && strcmp(a, "--json-out") != 0
+            && strcmp(a, "--workers") != 0 && strcmp(a, "--blocks") != 0
+            && strcmp(a, "--queries") != 0 && strcmp(a, "--seed") != 0
+            && strcmp(a, "--seconds") != 0)
+        {
+            fprintf(stderr, "bench: unknown option: %s\n", a);
+            return -1;
+        }
         if (val == NULL) {
-            fprintf(stderr, "bench: bad or incomplete option: %s\n", a);
+            fprintf(stderr, "bench: %s needs a value\n", a);
             return -1;
         }
         i++;
@@ -167,9 +175,6 @@ parse_opts(int argc, char **argv, opts_t *o)
                 fprintf(stderr, "bench: --seconds must be in (0, 3600]\n");
                 return -1;
             }
-        } else {
-            fprintf(stderr, "bench: unknown option: %s\n", a);
-            return -1;
         }
     }
     return 0;
@@ -597,7 +602,7 @@ dkv_cmd_bench(int argc, char **argv)
     bench_t          b;
     report_t         rp;
     result_t         single;
-    FILE            *f;
+    FILE            *out = NULL;
     uint64_t         need;
     double           start = dkv_now();
     int              rc, status = 1;
@@ -629,9 +634,20 @@ dkv_cmd_bench(int argc, char **argv)
         return 2;
     }
 
+    if (o.out != NULL) {
+        out = fopen(o.out, "w");           /* fail before the long run */
+        if (out == NULL) {
+            fprintf(stderr, "bench: %s: %s\n", o.out, strerror(errno));
+            return 1;
+        }
+    }
+
     progress(&b, "building workload (hashing tokens)");
     if (dkv_workload_build(&wl, &wc) != 0) {
         fprintf(stderr, "bench: out of memory building the workload\n");
+        if (out != NULL) {
+            fclose(out);
+        }
         return 1;
     }
     b.wl = &wl;
@@ -700,20 +716,20 @@ dkv_cmd_bench(int argc, char **argv)
     } else {
         write_table(&rp);
     }
-    if (o.out != NULL) {
-        f = fopen(o.out, "w");
-        if (f == NULL) {
-            fprintf(stderr, "bench: %s: %s\n", o.out, strerror(errno));
-            goto done;
-        }
-        write_json(f, &rp);
-        if (fclose(f) != 0) {
+    if (out != NULL) {
+        write_json(out, &rp);
+        rc = fclose(out);
+        out = NULL;
+        if (rc != 0) {
             fprintf(stderr, "bench: %s: write failed\n", o.out);
             goto done;
         }
     }
     status = fflush(stdout) == 0 ? 0 : 1;
 done:
+    if (out != NULL) {
+        fclose(out);
+    }
     free(b.mem);
     free(b.steps);
     dkv_naive_free(b.nv);

@@ -38,7 +38,7 @@ MOD_SRC  := config $(wildcard ngx_dynamo_module/*.[ch]) $(KVR_SRC) \
 
 DEPS     := $(B)/.deps-ok
 
-.PHONY: all deps test unit test-t bench fuzz run stop clean
+.PHONY: all deps test unit test-t sanitize fuzz-smoke bench fuzz run stop clean
 .DELETE_ON_ERROR:
 
 all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE)
@@ -76,22 +76,37 @@ test-t: all
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) DYNAMO_BUILD=$(CURDIR)/$(B) \
 	    prove -I t/lib -r t/
 
-test: unit test-t
+# The unit tests again under ASan+UBSan and the index's concurrency test
+# under TSan, each in its own build directory.
+sanitize:
+	$(MAKE) B=$(B)-asan SAN=address,undefined unit
+	$(MAKE) B=$(B)-tsan SAN=thread $(B)-tsan/test/test_index_concurrency
+	$(B)-tsan/test/test_index_concurrency
+
+fuzz-smoke:
+	$(MAKE) FUZZ_SECONDS=$${FUZZ_SECONDS:-5} fuzz
+
+test: unit test-t sanitize fuzz-smoke
 
 bench: $(B)/bin/dynamo-kv
 	@mkdir -p $(B)/bench
 	$(B)/bin/dynamo-kv bench --json-out $(B)/bench/kvrouter.json
 
-$(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) | $(DEPS)
+$(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(KVR_INC) -o $@ $< \
 	    $(KVR_SRC) $(LIBS)
 
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
-	    echo "fuzz: $$f"; mkdir -p $(B)/fuzz/corpus/$$(basename $$f); \
-	    $$f -max_total_time=$${FUZZ_SECONDS:-20} -print_final_stats=0 \
-	        $(B)/fuzz/corpus/$$(basename $$f) 2>&1 | tail -n 2 || exit 1; \
+	    n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus/$$n; \
+	    echo "fuzz: $$n for $${FUZZ_SECONDS:-20}s"; \
+	    if ! $$f -max_total_time=$${FUZZ_SECONDS:-20} \
+	        -artifact_prefix=$(B)/fuzz/$$n- $(B)/fuzz/corpus/$$n \
+	        > $(B)/fuzz/$$n.log 2>&1; then \
+	        tail -n 40 $(B)/fuzz/$$n.log; echo "fuzz: $$n FAILED"; exit 1; \
+	    fi; \
+	    grep -E '^Done [0-9]+ runs' $(B)/fuzz/$$n.log || true; \
 	done
 
 run: all

@@ -40,6 +40,7 @@ DEPS     := $(B)/.deps-ok
 
 .PHONY: all deps test unit test-t sanitize fuzz-smoke bench fuzz run stop clean
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE)
 

@@ -91,7 +91,7 @@ test: unit test-t sanitize fuzz-smoke
 
 bench: $(B)/bin/dynamo-kv
 	@mkdir -p $(B)/bench
-	$(B)/bin/dynamo-kv bench --json-out $(B)/bench/kvrouter.json
+	$(B)/bin/dynamo-kv bench --out $(B)/bench/kvrouter.json
 
 $(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	@mkdir -p $(dir $@)

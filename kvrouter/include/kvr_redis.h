@@ -44,7 +44,7 @@ struct redisContext;
 #define KVR_REDIS_STREAM_MAXLEN   100000
 #define KVR_REDIS_SYNC_BATCH      256
 #define KVR_REDIS_STREAM_POLL_MS  10
-#define KVR_REDIS_REGISTRY_MS     1000
+#define KVR_REDIS_REGISTRY_MS     100   /* load figures are routing inputs */
 #define KVR_REDIS_RETRY_MS        200
 
 /*

@@ -35,13 +35,15 @@ size_t kvr_redis_fmt_u64(char *buf, uint64_t v);
 void kvr_redis_put_le64(uint8_t *p, uint64_t v);
 uint64_t kvr_redis_get_le64(const uint8_t *p);
 
+/* Grows *buf (elem bytes each, *cap of them; 64 at first, then doubling)
+   to hold need; KVR_OK, or KVR_ERR_NOMEM with *buf and *cap unchanged. */
+int kvr_redis_reserve(void **buf, size_t *cap, size_t need, size_t elem);
+
 /* ---- Lua scripts (kvr_redis_lua.c) ---- */
 
 extern const char  kvr_redis_lua_pub[];       /* publisher, all modes */
 extern const char  kvr_redis_lua_registry[];  /* reader: ids + alive */
 extern const char  kvr_redis_lua_snapshot[];  /* reader: one worker */
-
-/* SHA1 hex (40 chars + NUL) of data, as Redis names scripts. */
 
 /* ---- u64 set, the publisher's mirror (kvr_redis_set.c) ---- */
 

@@ -1,9 +1,11 @@
 /*
  * kvrouter: Redis schema helpers: key names, the alive value (load
- * figures), strict decimal parsing, and the argv builder every command
- * goes through (binary safe: explicit lengths everywhere).
+ * figures), strict decimal parsing, the growable buffers the publisher and
+ * the reader share, and the argv builder every command goes through
+ * (binary safe: explicit lengths everywhere).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kvr_err.h"
@@ -178,6 +180,33 @@ kvr_redis_get_le64(const uint8_t *p)
         v = (v << 8) | p[i];
     }
     return v;
+}
+
+/* ---- growable buffers ---- */
+
+int
+kvr_redis_reserve(void **buf, size_t *cap, size_t need, size_t elem)
+{
+    void    *n;
+    size_t   c;
+
+    if (need <= *cap) {
+        return KVR_OK;
+    }
+    c = *cap ? *cap : 64;
+    while (c < need) {
+        if (c > SIZE_MAX / 2 / elem) {
+            return KVR_ERR_NOMEM;
+        }
+        c *= 2;
+    }
+    n = realloc(*buf, c * elem);
+    if (n == NULL) {
+        return KVR_ERR_NOMEM;
+    }
+    *buf = n;
+    *cap = c;
+    return KVR_OK;
 }
 
 /* ---- argv builder ---- */

@@ -163,31 +163,6 @@ kvr_pub_destroy(kvr_pub_t *p)
 }
 
 static int
-reserve(void **buf, size_t *cap, size_t need, size_t elem)
-{
-    void    *n;
-    size_t   c;
-
-    if (need <= *cap) {
-        return KVR_OK;
-    }
-    c = *cap ? *cap : 64;
-    while (c < need) {
-        if (c > SIZE_MAX / 2 / elem) {
-            return KVR_ERR_NOMEM;
-        }
-        c *= 2;
-    }
-    n = realloc(*buf, c * elem);
-    if (n == NULL) {
-        return KVR_ERR_NOMEM;
-    }
-    *buf = n;
-    *cap = c;
-    return KVR_OK;
-}
-
-static int
 encode_event(kvr_pub_t *p, const kvr_event_t *ev, size_t *len)
 {
     size_t  need = kvr_event_encoded_size(ev);
@@ -195,7 +170,9 @@ encode_event(kvr_pub_t *p, const kvr_event_t *ev, size_t *len)
     if (need == 0) {
         return KVR_ERR_INVAL;
     }
-    if (reserve((void **) &p->evbuf, &p->evcap, need, 1) != KVR_OK) {
+    if (kvr_redis_reserve((void **) &p->evbuf, &p->evcap, need, 1)
+        != KVR_OK)
+    {
         return KVR_ERR_NOMEM;
     }
     return kvr_event_encode(ev, p->evbuf, p->evcap, len);
@@ -286,8 +263,8 @@ kvr_pub_register_cmd(kvr_pub_t *p, kvr_cmd_t *cmd)
     no_cmd(cmd);
 
     if (p->mirror.count > SIZE_MAX / 8
-        || reserve((void **) &p->packed, &p->packcap,
-                   p->mirror.count * 8 + 1, 1) != KVR_OK)
+        || kvr_redis_reserve((void **) &p->packed, &p->packcap,
+                             p->mirror.count * 8 + 1, 1) != KVR_OK)
     {
         return KVR_ERR_NOMEM;
     }
@@ -324,8 +301,8 @@ event_cmd(kvr_pub_t *p, kvr_event_t *ev, const char *mode, kvr_cmd_t *cmd)
         return KVR_ERR_RESYNC;          /* the next register carries it */
     }
     if (ev->nblocks > SIZE_MAX / 8
-        || reserve((void **) &p->packed, &p->packcap, ev->nblocks * 8 + 1, 1)
-           != KVR_OK)
+        || kvr_redis_reserve((void **) &p->packed, &p->packcap,
+                             ev->nblocks * 8 + 1, 1) != KVR_OK)
     {
         /* the mirror moved on without Redis: only a register can fix it */
         p->state = PUB_UNREG;
@@ -403,8 +380,8 @@ kvr_pub_removed_cmd(kvr_pub_t *p, const uint64_t *seq, size_t n,
     }
 
     event_init(p, &ev, KVR_EV_REMOVED);
-    if (reserve((void **) &p->blk, &p->blkcap, n + 1, sizeof(kvr_block_t))
-        != KVR_OK)
+    if (kvr_redis_reserve((void **) &p->blk, &p->blkcap, n + 1,
+                          sizeof(kvr_block_t)) != KVR_OK)
     {
         p->state = PUB_UNREG;
         return KVR_ERR_NOMEM;

@@ -7,8 +7,6 @@
  *
  *   dynamo-kv bench [--json] [--out FILE] [--workers N] [--blocks N]
  *                   [--seconds S] [--queries N] [--seed N]
- *
- * --json-out FILE is a synonym of --out FILE.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -71,7 +69,7 @@ static const char *usage_text =
     "usage: dynamo-kv bench [--json] [--out FILE] [--workers N] [--blocks N]\n"
     "                       [--seconds S] [--queries N] [--seed N]\n"
     "  --json         print one JSON object instead of the table\n"
-    "  --out FILE     also write the JSON to FILE (alias --json-out)\n"
+    "  --out FILE     also write the JSON to FILE\n"
     "  --workers N    workers, 1..1024 (default 64)\n"
     "  --blocks N     blocks per worker (default 16384)\n"
     "  --seconds S    time per measured phase (default 1)\n"
@@ -125,7 +123,7 @@ parse_opts(int argc, char **argv, opts_t *o)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             return 1;
         }
-        if (strcmp(a, "--out") != 0 && strcmp(a, "--json-out") != 0
+        if (strcmp(a, "--out") != 0
             && strcmp(a, "--workers") != 0 && strcmp(a, "--blocks") != 0
             && strcmp(a, "--queries") != 0 && strcmp(a, "--seed") != 0
             && strcmp(a, "--seconds") != 0)
@@ -138,7 +136,7 @@ parse_opts(int argc, char **argv, opts_t *o)
             return -1;
         }
         i++;
-        if (strcmp(a, "--out") == 0 || strcmp(a, "--json-out") == 0) {
+        if (strcmp(a, "--out") == 0) {
             o->out = val;
         } else if (strcmp(a, "--workers") == 0) {
             if (parse_u64(val, &v) != 0 || v < 1

@@ -22,6 +22,8 @@ use IO::Socket::INET ();
 use POSIX qw(WNOHANG SIGTERM SIGKILL);
 use Time::HiRes qw(sleep time);
 
+use Test::Dynamo::Port qw(free_port);
+
 use base 'Exporter';
 
 our @EXPORT_OK = qw(start_redis stop_redis redis_port redis_command);
@@ -45,20 +47,6 @@ sub _server_binary {
     }
 
     croak "redis-server not found (set DYNAMO_REDIS_SERVER)";
-}
-
-sub _free_port {
-    my $sock = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1',
-        LocalPort => 0,
-        Proto     => 'tcp',
-        Listen    => 1,
-    ) or croak "cannot find a free port: $!";
-
-    my $port = $sock->sockport;
-    close $sock;
-
-    return $port;
 }
 
 sub _work_dir {
@@ -129,7 +117,7 @@ sub start_redis {
     my $bin = _server_binary();
 
     for my $attempt (1 .. 3) {
-        my $port = _free_port();
+        my $port = free_port();
         my $dir = _work_dir($port);
 
         remove_tree($dir);

@@ -9,8 +9,8 @@ use warnings;
 
 use Carp qw(croak);
 use File::Spec ();
-use IO::Socket::INET ();
 
+use Test::Dynamo::Port qw(free_port);
 use Test::Nginx::Dynamo::Compat ();
 
 use base 'Exporter';
@@ -98,20 +98,6 @@ for my $mode (qw(CHECK_LEAK BENCHMARK USE_STAP USE_HTTP2 USE_HTTP3 USE_RR)) {
         die "TEST_NGINX_$mode is not supported by the fallback harness "
             . "(install openresty's Test::Nginx)\n";
     }
-}
-
-sub free_port {
-    my $sock = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1',
-        LocalPort => 0,
-        Proto     => 'tcp',
-        Listen    => 1,
-    ) or die "cannot find a free port: $!\n";
-
-    my $port = $sock->sockport;
-    close $sock;
-
-    return $port;
 }
 
 sub _accessor {

@@ -14,8 +14,8 @@
 
 #include "kvr_err.h"
 #include "kvr_index.h"
+#include "support/index_events.h"
 
-#define MAXB  256
 
 typedef struct {
     void         *mem;
@@ -43,29 +43,6 @@ fix_free(fix_t *f)
     free(f->mem);
 }
 
-static int
-ev_apply(kvr_index_t *idx, kvr_event_type_t type, uint64_t wid,
-    uint64_t gen, uint64_t id, const uint64_t *seq, size_t n)
-{
-    kvr_block_t  b[MAXB];
-    kvr_event_t  ev;
-    size_t       i;
-
-    assert_true(n <= MAXB);
-    for (i = 0; i < n; i++) {
-        b[i].seq = seq[i];
-        b[i].local = ~seq[i];
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.type = type;
-    ev.worker_id = wid;
-    ev.generation = gen;
-    ev.event_id = id;
-    ev.nblocks = n;
-    ev.blocks = n ? b : NULL;
-    return kvr_index_apply(idx, &ev);
-}
-
 /* Overlap of worker wid for seq[0..n), 0 if not listed. */
 static uint32_t
 overlap_of(const kvr_index_t *idx, const uint64_t *seq, size_t n,
@@ -81,16 +58,6 @@ overlap_of(const kvr_index_t *idx, const uint64_t *seq, size_t n,
         }
     }
     return 0;
-}
-
-static uint64_t
-rng(uint64_t *s)
-{
-    uint64_t  z = (*s += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
 }
 
 static const uint64_t  A[6] = { 101, 102, 103, 104, 105, 106 };
@@ -141,7 +108,7 @@ test_init_attach(void **state)
     assert_int_equal(st.workers, 0);
     assert_true(st.capacity >= 1000);
 
-    assert_int_equal(ev_apply(idx, KVR_EV_STORED, 9, 1, 1, A, 4), KVR_OK);
+    assert_int_equal(tu_apply(idx, KVR_EV_STORED, 9, 1, 1, A, 4), KVR_OK);
     assert_ptr_equal(kvr_index_attach(mem, len), idx);
     assert_null(kvr_index_attach(mem, 100));
 
@@ -184,9 +151,9 @@ test_stored_find(void **state)
     size_t             k;
 
     fix_init(&f, 8, 1000);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 7, 1, A, 5), KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 2, 7, 1, A, 3), KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 3, 7, 1, A + 1, 3),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 7, 1, A, 5), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 2, 7, 1, A, 3), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 3, 7, 1, A + 1, 3),
                      KVR_OK);
 
     k = kvr_index_find_matches(f.idx, A, 6, m, 4);
@@ -220,7 +187,7 @@ test_stored_find(void **state)
     assert_int_equal(kvr_index_worker_blocks(f.idx, 42), 0);
 
     /* storing again is idempotent */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 2, 7, 2, A, 3), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 2, 7, 2, A, 3), KVR_OK);
     assert_int_equal(kvr_index_worker_blocks(f.idx, 2), 3);
     fix_free(&f);
 }
@@ -232,9 +199,9 @@ test_key_zero(void **state)
     uint64_t  z[3] = { 0, 5, UINT64_MAX };
 
     fix_init(&f, 2, 100);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 1, 1, z, 3), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 1, 1, z, 3), KVR_OK);
     assert_int_equal(overlap_of(f.idx, z, 3, 1), 3);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_REMOVED, 1, 1, 2, z, 1), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_REMOVED, 1, 1, 2, z, 1), KVR_OK);
     assert_int_equal(overlap_of(f.idx, z, 3, 1), 0);
     assert_int_equal(overlap_of(f.idx, z + 1, 2, 1), 2);
     fix_free(&f);
@@ -247,10 +214,10 @@ test_removed_cleared(void **state)
     kvr_index_stats_t  st;
 
     fix_init(&f, 8, 1000);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 1, 1, A, 6), KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 2, 1, 1, A, 4), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 1, 1, A, 6), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 2, 1, 1, A, 4), KVR_OK);
 
-    assert_int_equal(ev_apply(f.idx, KVR_EV_REMOVED, 1, 1, 2, A + 2, 1),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_REMOVED, 1, 1, 2, A + 2, 1),
                      KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 2);
     assert_int_equal(overlap_of(f.idx, A, 6, 2), 4);
@@ -259,11 +226,11 @@ test_removed_cleared(void **state)
     assert_int_equal(st.blocks, 6);            /* worker 2 still holds A2 */
 
     /* removing what it does not hold is harmless */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_REMOVED, 1, 1, 3, A + 2, 1),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_REMOVED, 1, 1, 3, A + 2, 1),
                      KVR_OK);
     assert_int_equal(kvr_index_worker_blocks(f.idx, 1), 5);
 
-    assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, 2, 1, 2, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, 2, 1, 2, NULL, 0),
                      KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 2), 0);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 2);
@@ -271,7 +238,7 @@ test_removed_cleared(void **state)
     kvr_index_stats(f.idx, &st);
     assert_int_equal(st.blocks, 5);            /* A2 has no holder left */
 
-    assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, 1, 1, 4, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, 1, 1, 4, NULL, 0),
                      KVR_OK);
     kvr_index_stats(f.idx, &st);
     assert_int_equal(st.blocks, 0);
@@ -286,19 +253,19 @@ test_cursor(void **state)
     kvr_worker_info_t  wi;
 
     fix_init(&f, 8, 1000);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 5, 1, A, 1), KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 5, 2, A, 2), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 5, 1, A, 1), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 5, 2, A, 2), KVR_OK);
     assert_int_equal(kvr_index_needs_resync(f.idx, 1), 0);
 
     /* replay: ignored */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, 1, 5, 2, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, 1, 5, 2, NULL, 0),
                      KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, 1, 5, 1, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, 1, 5, 1, NULL, 0),
                      KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 2, 1), 2);
 
     /* gap: refused, flagged */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 5, 4, A, 3),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 5, 4, A, 3),
                      KVR_ERR_RESYNC);
     assert_int_equal(overlap_of(f.idx, A, 3, 1), 2);
     assert_int_equal(kvr_index_needs_resync(f.idx, 1), 1);
@@ -315,26 +282,26 @@ test_cursor(void **state)
     assert_int_equal(overlap_of(f.idx, A, 3, 1), 0);
     assert_int_equal(kvr_index_add_blocks(f.idx, 1, A, 4), KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 4);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, 1, 5, 9, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, 1, 5, 9, NULL, 0),
                      KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, 1, 5, 10, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, 1, 5, 10, NULL, 0),
                      KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 4);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 5, 11, A + 4, 1),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 5, 11, A + 4, 1),
                      KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 5);
 
     /* new generation: refused */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 6, 1, A, 6),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 6, 1, A, 6),
                      KVR_ERR_RESYNC);
     assert_int_equal(kvr_index_needs_resync(f.idx, 1), 1);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 5);
     assert_int_equal(kvr_index_reset_worker(f.idx, 1, 6, 0), KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 6, 1, A, 6), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 6, 1, A, 6), KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 6);
 
     /* a snapshot event always asks for a resync */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_SNAPSHOT, 1, 6, 2, NULL, 0),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_SNAPSHOT, 1, 6, 2, NULL, 0),
                      KVR_ERR_RESYNC);
     assert_int_equal(kvr_index_needs_resync(f.idx, 1), 1);
     assert_int_equal(overlap_of(f.idx, A, 6, 1), 6);
@@ -356,25 +323,25 @@ test_unknown_worker(void **state)
     kvr_worker_info_t  wi;
 
     fix_init(&f, 2, 100);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 3, 1, A, 2), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 3, 1, A, 2), KVR_OK);
     assert_int_equal(kvr_index_get_worker(f.idx, 1, &wi), KVR_OK);
     assert_int_equal(wi.generation, 3);
     assert_int_equal(wi.last_event_id, 1);
     assert_int_equal(wi.blocks, 2);
 
     /* joins mid-stream: known, flagged, nothing applied */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 2, 3, 5, A, 2),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 2, 3, 5, A, 2),
                      KVR_ERR_RESYNC);
     assert_int_equal(kvr_index_needs_resync(f.idx, 2), 1);
     assert_int_equal(overlap_of(f.idx, A, 2, 2), 0);
 
     /* the table is full */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 3, 3, 1, A, 2),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 3, 3, 1, A, 2),
                      KVR_ERR_FULL);
     assert_int_equal(kvr_index_get_worker(f.idx, 3, &wi), KVR_ERR_NOTFOUND);
 
     assert_int_equal(kvr_index_apply(f.idx, NULL), KVR_ERR_INVAL);
-    assert_int_equal(ev_apply(f.idx, (kvr_event_type_t) 9, 1, 3, 2, A, 1),
+    assert_int_equal(tu_apply(f.idx, (kvr_event_type_t) 9, 1, 3, 2, A, 1),
                      KVR_ERR_INVAL);
     fix_free(&f);
 }
@@ -387,8 +354,8 @@ test_remove_worker(void **state)
     kvr_worker_info_t  wi;
 
     fix_init(&f, 2, 100);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 1, 1, A, 6), KVR_OK);
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 2, 1, 1, A, 3), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 1, 1, A, 6), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 2, 1, 1, A, 3), KVR_OK);
     assert_int_equal(kvr_index_remove_worker(f.idx, 1), KVR_OK);
     assert_int_equal(kvr_index_remove_worker(f.idx, 1), KVR_ERR_NOTFOUND);
     assert_int_equal(kvr_index_get_worker(f.idx, 1, &wi), KVR_ERR_NOTFOUND);
@@ -399,13 +366,13 @@ test_remove_worker(void **state)
     assert_int_equal(st.workers, 1);
 
     /* the freed slot does not carry the old worker's blocks */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 3, 1, 1, A + 5, 1),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 3, 1, 1, A + 5, 1),
                      KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 3), 0);
     assert_int_equal(kvr_index_worker_blocks(f.idx, 3), 1);
     assert_int_equal(kvr_index_worker_blocks(f.idx, 2), 3);
     /* and the writer's id map still finds the survivor */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_REMOVED, 2, 1, 2, A, 1), KVR_OK);
+    assert_int_equal(tu_apply(f.idx, KVR_EV_REMOVED, 2, 1, 2, A, 1), KVR_OK);
     assert_int_equal(overlap_of(f.idx, A, 6, 2), 0);
     fix_free(&f);
 }
@@ -508,7 +475,7 @@ test_workers_table(void **state)
     assert_int_equal(out.role, KVR_ROLE_PREFILL);
 
     /* events continue the registered generation from id 1 */
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 0xfeed, 9, 1, A, 2),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 0xfeed, 9, 1, A, 2),
                      KVR_OK);
 
     strcpy(in.addr, "10.0.0.2:9000");
@@ -572,7 +539,7 @@ test_many_workers(void **state)
     }
     /* worker 1000+i holds the first (i % 8) + 1 query blocks */
     for (i = 0; i < 130; i++) {
-        assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1000 + i, 1, 1, q,
+        assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1000 + i, 1, 1, q,
                                   i % 8 + 1), KVR_OK);
     }
     k = kvr_index_find_matches(f.idx, q, 8, m, 200);
@@ -611,8 +578,8 @@ test_eviction_bound(void **state)
 
     fix_init(&f, 2, 100);
     for (i = 0; i < 2000; i++) {
-        k[0] = rng(&s);
-        assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, i % 2 + 1, 1,
+        k[0] = tu_rng(&s);
+        assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, i % 2 + 1, 1,
                                   i / 2 + 1, k, 1), KVR_OK);
         kvr_index_stats(f.idx, &st);
         assert_true(st.blocks <= 100);
@@ -635,15 +602,15 @@ test_eviction_lru(void **state)
 
     fix_init(&f, 1, 64);
     for (j = 0; j < 16; j++) {
-        hot[j] = rng(&s);
+        hot[j] = tu_rng(&s);
     }
-    assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 1, id++, hot, 16),
+    assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 1, id++, hot, 16),
                      KVR_OK);
     for (i = 0; i < 1000; i++) {
-        cold[0] = rng(&s);
-        assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 1, id++, cold, 1),
+        cold[0] = tu_rng(&s);
+        assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 1, id++, cold, 1),
                          KVR_OK);
-        assert_int_equal(ev_apply(f.idx, KVR_EV_STORED, 1, 1, id++, hot, 16),
+        assert_int_equal(tu_apply(f.idx, KVR_EV_STORED, 1, 1, id++, hot, 16),
                          KVR_OK);
     }
     for (j = 0; j < 16; j++) {
@@ -703,19 +670,19 @@ test_churn_model(void **state)
     /* 500 blocks -> 750 home slots: the pool crowds it, chains interleave */
     fix_init(&f, NW, 500);
     for (i = 0; i < POOL; i++) {
-        pool[i] = rng(&s);
+        pool[i] = tu_rng(&s);
     }
     memset(model, 0, sizeof(model));
 
     for (op = 0; op < 200000; op++) {
-        r = rng(&s);
+        r = tu_rng(&s);
         w = (unsigned) (r % NW);
         nb = 1 + (r >> 8) % 8;
         for (b = 0; b < nb; b++) {
-            batch[b] = (rng(&s) % POOL);
+            batch[b] = (tu_rng(&s) % POOL);
         }
         if ((r >> 16) % 1000 == 0) {
-            assert_int_equal(ev_apply(f.idx, KVR_EV_CLEARED, w, 1, ++ids[w],
+            assert_int_equal(tu_apply(f.idx, KVR_EV_CLEARED, w, 1, ++ids[w],
                                       NULL, 0), KVR_OK);
             for (i = 0; i < POOL; i++) {
                 model[i] &= (uint8_t) ~(1u << w);
@@ -734,7 +701,7 @@ test_churn_model(void **state)
                     model[batch[b]] &= (uint8_t) ~(1u << w);
                 }
             }
-            assert_int_equal(ev_apply(f.idx, store ? KVR_EV_STORED
+            assert_int_equal(tu_apply(f.idx, store ? KVR_EV_STORED
                                                    : KVR_EV_REMOVED,
                                       w, 1, ++ids[w], keys, nb), KVR_OK);
         }
@@ -772,15 +739,15 @@ test_churn_evicting(void **state)
 
     fix_init(&f, NW, 100);
     for (i = 0; i < POOL; i++) {
-        pool[i] = rng(&s);
+        pool[i] = tu_rng(&s);
     }
     memset(model, 0, sizeof(model));
     for (op = 0; op < 50000; op++) {
-        r = rng(&s);
+        r = tu_rng(&s);
         w = (unsigned) (r % NW);
         nb = 1 + (r >> 8) % 8;
         for (b = 0; b < nb; b++) {
-            i = rng(&s) % POOL;
+            i = tu_rng(&s) % POOL;
             keys[b] = pool[i];
             if ((r >> 20) % 3) {
                 model[i] |= (uint8_t) (1u << w);   /* may be evicted later */
@@ -788,7 +755,7 @@ test_churn_evicting(void **state)
                 model[i] &= (uint8_t) ~(1u << w);
             }
         }
-        assert_int_equal(ev_apply(f.idx, (r >> 20) % 3 ? KVR_EV_STORED
+        assert_int_equal(tu_apply(f.idx, (r >> 20) % 3 ? KVR_EV_STORED
                                                         : KVR_EV_REMOVED,
                                   w, 1, ++ids[w], keys, nb), KVR_OK);
     }

@@ -33,6 +33,7 @@
 
 #include "kvr_err.h"
 #include "kvr_index.h"
+#include "support/index_events.h"
 
 #define NCHURN     6
 #define CHURN_ID   100
@@ -51,16 +52,6 @@ static _Atomic int        g_stop;
 static _Atomic uint64_t   g_checks, g_bad_holder, g_bad_pinned, g_bad_torn;
 static _Atomic uint64_t   g_matches;
 
-static uint64_t
-rng(uint64_t *s)
-{
-    uint64_t  z = (*s += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static double
 now_s(void)
 {
@@ -77,28 +68,6 @@ test_seconds(void)
     double       v = e ? atof(e) : 0;
 
     return v > 0 ? v : 1.5;
-}
-
-static int
-apply(kvr_index_t *idx, kvr_event_type_t type, uint64_t wid, uint64_t gen,
-    uint64_t id, const uint64_t *keys, size_t n)
-{
-    kvr_block_t  b[MAXRUN];
-    kvr_event_t  ev;
-    size_t       i;
-
-    for (i = 0; i < n; i++) {
-        b[i].seq = keys[i];
-        b[i].local = 0;
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.type = type;
-    ev.worker_id = wid;
-    ev.generation = gen;
-    ev.event_id = id;
-    ev.nblocks = n;
-    ev.blocks = n ? b : NULL;
-    return kvr_index_apply(idx, &ev);
 }
 
 /* ---- writer ---- */
@@ -145,7 +114,7 @@ writer_main(void *arg)
 
     while (now_s() < end) {
         for (op = 0; op < 256; op++, wr->ops++) {
-            r = rng(&s);
+            r = tu_rng(&s);
             w = (unsigned) (r % NCHURN);
             j = (size_t) ((r >> 8) % POOL);
             len = 1 + (size_t) ((r >> 20) % MAXRUN);
@@ -157,7 +126,7 @@ writer_main(void *arg)
             }
             switch ((r >> 32) % 200) {
             case 0:                                 /* CLEARED */
-                rc = apply(g_idx, KVR_EV_CLEARED, CHURN_ID + w, wr->gen[w],
+                rc = tu_apply(g_idx, KVR_EV_CLEARED, CHURN_ID + w, wr->gen[w],
                            wr->next_id[w]++, NULL, 0);
                 memset(wr->held[w], 0, POOL);
                 break;
@@ -188,13 +157,13 @@ writer_main(void *arg)
                                               memory_order_release);
                         wr->held[w][j + i] = 1;
                     }
-                    rc = apply(g_idx, KVR_EV_STORED, CHURN_ID + w,
+                    rc = tu_apply(g_idx, KVR_EV_STORED, CHURN_ID + w,
                                wr->gen[w], wr->next_id[w]++, keys, len);
                 } else {                            /* REMOVED */
                     for (i = 0; i < len; i++) {
                         wr->held[w][j + i] = 0;
                     }
-                    rc = apply(g_idx, KVR_EV_REMOVED, CHURN_ID + w,
+                    rc = tu_apply(g_idx, KVR_EV_REMOVED, CHURN_ID + w,
                                wr->gen[w], wr->next_id[w]++, keys, len);
                 }
                 break;
@@ -240,7 +209,7 @@ reader_main(void *arg)
     int                 pinned;
 
     while (!atomic_load(&g_stop)) {
-        r = rng(&s);
+        r = tu_rng(&s);
         j = (size_t) (r % POOL);
         len = 1 + (size_t) ((r >> 20) % MAXRUN);
         if (j + len > POOL) {
@@ -324,19 +293,19 @@ test_one_writer_many_readers(void **state)
     assert_non_null(g_idx);
 
     for (i = 0; i < POOL; i++) {
-        g_pool[i] = rng(&s);
+        g_pool[i] = tu_rng(&s);
     }
     for (i = 0; i < CHAIN; i++) {
-        g_chain[i] = rng(&s);
+        g_chain[i] = tu_rng(&s);
     }
     /* dummies take worker slots 0..63: the churned ones land in word 1 */
     for (i = 0; i < NDUMMY; i++) {
-        assert_int_equal(apply(g_idx, KVR_EV_CLEARED, 1000 + i, 1, 1, NULL,
+        assert_int_equal(tu_apply(g_idx, KVR_EV_CLEARED, 1000 + i, 1, 1, NULL,
                                0), KVR_OK);
     }
-    assert_int_equal(apply(g_idx, KVR_EV_STORED, PINNED_ID, 1, 1, g_chain,
+    assert_int_equal(tu_apply(g_idx, KVR_EV_STORED, PINNED_ID, 1, 1, g_chain,
                            CHAIN / 2), KVR_OK);
-    assert_int_equal(apply(g_idx, KVR_EV_STORED, PINNED_ID, 1, 2,
+    assert_int_equal(tu_apply(g_idx, KVR_EV_STORED, PINNED_ID, 1, 2,
                            g_chain + CHAIN / 2, CHAIN / 2), KVR_OK);
     for (w = 0; w < NCHURN; w++) {
         wr->gen[w] = 1;
@@ -417,7 +386,7 @@ test_two_processes(void **state)
     idx = kvr_index_init(a, len, &cfg);
     assert_non_null(idx);
     for (i = 0; i < 8; i++) {
-        keys[i] = rng(&s);
+        keys[i] = tu_rng(&s);
     }
 
     pid = fork();
@@ -429,8 +398,8 @@ test_two_processes(void **state)
         kvr_index_t  *ci = c != MAP_FAILED ? kvr_index_attach(c, len) : NULL;
 
         _exit(ci == NULL
-              || apply(ci, KVR_EV_STORED, 5, 1, 1, keys, 8) != KVR_OK
-              || apply(ci, KVR_EV_REMOVED, 5, 1, 2, keys + 6, 1) != KVR_OK);
+              || tu_apply(ci, KVR_EV_STORED, 5, 1, 1, keys, 8) != KVR_OK
+              || tu_apply(ci, KVR_EV_REMOVED, 5, 1, 2, keys + 6, 1) != KVR_OK);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);

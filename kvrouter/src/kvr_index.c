@@ -52,8 +52,12 @@
  *
  * Worker slots and bits. A worker's bit is its worker slot. A slot is freed
  * only after a full sweep cleared its bit everywhere, and slots are handed
- * out round-robin, so a bit is not reused while readers could still hold
- * it, short of a query racing both a remove and a re-registration.
+ * out round-robin. A query that read a bit before the sweep could still map
+ * it to the slot's next owner, so the writer bumps slot_epoch (release)
+ * before giving a slot its id, and find_matches reads the epoch (acquire)
+ * before and after its walk, with acquire loads of ids in between: an
+ * unchanged epoch proves every id it reported owned its bit throughout; a
+ * changed one repeats the query (registrations are rare).
  */
 #include <stdlib.h>
 
@@ -76,6 +80,9 @@
 #ifndef KVR_PREFETCH
 #define KVR_PREFETCH  16
 #endif
+
+/* find_matches repeats a query at most this often while slots change hands */
+#define KVR_EPOCH_TRIES  4
 
 static inline uint64_t
 kvr_key(uint64_t h)
@@ -840,7 +847,7 @@ kvr_r_emit(const kvr_index_t *idx, uint64_t d, uint32_t base, uint32_t ov,
         d &= d - 1;
         if (--*pos < max_out) {
             out[*pos].worker_id = atomic_load_explicit(&ids[base + b],
-                                                       kvr_rlx);
+                                                       kvr_acq);
             out[*pos].overlap_blocks = ov;
         }
     }
@@ -906,14 +913,24 @@ size_t
 kvr_index_find_matches(const kvr_index_t *idx, const uint64_t *seq,
     size_t n, kvr_match_t *out, size_t max_out)
 {
+    uint64_t  epoch;
+    size_t    k;
+    unsigned  tries;
+
     if (idx == NULL || seq == NULL || n == 0 || out == NULL || max_out == 0) {
         return 0;
     }
     if (n > UINT32_MAX) {
         n = UINT32_MAX;                     /* overlap is a u32 */
     }
-    if (idx->words == 1) {
-        return kvr_r_find(idx, seq, n, out, max_out, 1);
+    for (tries = 0; tries < KVR_EPOCH_TRIES; tries++) {
+        epoch = atomic_load_explicit(&idx->slot_epoch, kvr_acq);
+        k = idx->words == 1 ? kvr_r_find(idx, seq, n, out, max_out, 1)
+                            : kvr_r_find(idx, seq, n, out, max_out,
+                                         idx->words);
+        if (atomic_load_explicit(&idx->slot_epoch, kvr_acq) == epoch) {
+            return k;
+        }
     }
-    return kvr_r_find(idx, seq, n, out, max_out, idx->words);
+    return 0;           /* registrations kept racing: as if asked earlier */
 }

@@ -23,7 +23,7 @@
 #include "kvr_index.h"
 
 #define KVR_INDEX_MAGIC      0x58444e4952564b31ULL  /* "1KVRINDX" LE */
-#define KVR_INDEX_LAYOUT     1
+#define KVR_INDEX_LAYOUT     2
 #define KVR_INDEX_ALIGN      64
 
 /*
@@ -109,6 +109,7 @@ struct kvr_index_s {
     _Atomic uint64_t  st_resyncs;
     _Atomic uint32_t  st_workers;
     _Atomic uint32_t  ready;        /* set last by init */
+    _Atomic uint64_t  slot_epoch;   /* bumped before a worker slot gets an id */
 };
 
 #define kvr_rlx  memory_order_relaxed

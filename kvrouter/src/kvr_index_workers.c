@@ -121,6 +121,8 @@ kvr__worker_add(kvr_index_t *idx, uint64_t id, uint64_t gen)
         kvr_went_store_image(e, &info);
         kvr_seq_end(&e->seq);
 
+        /* see kvr_index_find_matches: readers mapping bits to ids */
+        atomic_fetch_add_explicit(&idx->slot_epoch, 1, kvr_rel);
         atomic_store_explicit(&kvr_ids(idx)[s], id, kvr_rel);
         kvr_idmap_put(idx, id, s);
         atomic_store_explicit(&idx->st_workers,

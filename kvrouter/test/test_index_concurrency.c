@@ -97,6 +97,7 @@ register_worker(writer_t *wr, unsigned w, uint64_t x)
     info.load.queued_prefill_tokens = x;
     info.load.updated_ms = x;
     if (kvr_index_set_worker(g_idx, &info) != KVR_OK) {
+        print_message("writer: set_worker %u failed\n", w);
         wr->failed = 1;
     }
 }
@@ -168,7 +169,10 @@ writer_main(void *arg)
                 }
                 break;
             }
-            if (rc != KVR_OK) {
+            if (rc != KVR_OK && !wr->failed) {
+                print_message("writer: op %u on worker %u: %s\n",
+                              (unsigned) ((r >> 32) % 200), w,
+                              kvr_strerror(rc));
                 wr->failed = 1;
             }
         }

@@ -10,7 +10,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
 KVR_INC  := -Ikvrouter/include
-LIBS     := -lhiredis -lxxhash -ljansson -lpcre2-8 -lmd -lm -lpthread
+LIBS     := -lhiredis -lxxhash -ljansson -lpcre2-8 -lutf8proc -lmd -lm -lpthread
 CMOCKA   := -lcmocka
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -32,6 +32,26 @@ TEST_BIN := $(TEST_SRC:kvrouter/test/%.c=$(B)/test/%)
 FUZZ_SRC := $(wildcard kvrouter/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:kvrouter/fuzz/%.c=$(B)/fuzz/%)
 
+# worker/: src/ is the daemon's library (no main), cmd/<name>.c are the
+# programs (build/bin/<name>), test/test_*.c cmocka tests with test/support/,
+# fuzz/fuzz_*.c libFuzzer targets. Kernels want the host's vector units:
+# CI builds where it runs, so -march=native is safe; override WCFLAGS to
+# build for another machine.
+WCFLAGS  ?= -O3 -march=native -g
+W_INC    := -Iworker/include -Iworker/src $(KVR_INC)
+W_LIBS   := -levent -levent_pthreads -lopenblas $(LIBS)
+W_SRC    := $(wildcard worker/src/*.c)
+W_OBJ    := $(W_SRC:%.c=$(B)/wobj/%.o)
+W_LIB    := $(B)/lib/libdw.a
+W_CMD    := $(patsubst worker/cmd/%.c,$(B)/bin/%,$(wildcard worker/cmd/*.c))
+WSUP_SRC := $(wildcard worker/test/support/*.c)
+WSUP_OBJ := $(WSUP_SRC:%.c=$(B)/wobj/%.o)
+WTEST_SRC:= $(wildcard worker/test/test_*.c)
+WTEST_BIN:= $(WTEST_SRC:worker/test/%.c=$(B)/wtest/%)
+WFUZZ_SRC:= $(wildcard worker/fuzz/fuzz_*.c)
+WFUZZ_BIN:= $(WFUZZ_SRC:worker/fuzz/%.c=$(B)/fuzz/%)
+W_HDR    := $(wildcard worker/include/*.h worker/src/*.h kvrouter/include/*.h)
+
 MODULE   := $(B)/modules/ngx_dynamo_module.so
 MOD_SRC  := config $(wildcard ngx_dynamo_module/*.[ch]) $(KVR_SRC) \
             $(wildcard kvrouter/include/*.h)
@@ -42,7 +62,7 @@ DEPS     := $(B)/.deps-ok
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE)
+all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE) $(W_LIB) $(W_CMD)
 
 deps: $(DEPS)
 $(DEPS): scripts/install-deps.sh
@@ -66,11 +86,31 @@ $(B)/test/%: kvrouter/test/%.c $(TSUP_OBJ) $(KVR_LIB) | $(DEPS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(KVR_INC) -Ikvrouter/test -o $@ $< \
 	    $(TSUP_OBJ) $(KVR_LIB) $(LIBS) $(CMOCKA)
 
+$(B)/wobj/%.o: %.c $(W_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(WARN) -pthread \
+	    $(W_INC) -MMD -c $< -o $@
+
+$(W_LIB): $(W_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/%: worker/cmd/%.c $(W_LIB) $(KVR_LIB) $(W_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(LDFLAGS) $(WARN) \
+	    -pthread $(W_INC) -o $@ $< $(W_LIB) $(KVR_LIB) $(W_LIBS)
+
+$(B)/wtest/%: worker/test/%.c $(WSUP_OBJ) $(W_LIB) $(KVR_LIB) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(LDFLAGS) $(WARN) \
+	    -pthread $(W_INC) -Iworker/test -Ikvrouter/test -o $@ $< $(WSUP_OBJ) \
+	    $(W_LIB) $(KVR_LIB) $(W_LIBS) $(CMOCKA)
+
 $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
 	bash scripts/build-module.sh $(B)
 
-unit: $(TEST_BIN) $(B)/bin/dynamo-kv
-	@sh scripts/run-unit-tests.sh $(TEST_BIN) \
+unit: $(TEST_BIN) $(WTEST_BIN) $(B)/bin/dynamo-kv $(W_CMD)
+	@sh scripts/run-unit-tests.sh $(TEST_BIN) $(WTEST_BIN) \
 	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv"
 
 test-t: all
@@ -98,8 +138,13 @@ $(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(KVR_INC) -o $@ $< \
 	    $(KVR_SRC) $(LIBS)
 
-fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do \
+$(B)/fuzz/%: worker/fuzz/%.c $(W_SRC) $(KVR_SRC) $(W_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -pthread $(W_INC) -o $@ $< \
+	    $(W_SRC) $(KVR_SRC) $(W_LIBS)
+
+fuzz: $(FUZZ_BIN) $(WFUZZ_BIN)
+	@for f in $(FUZZ_BIN) $(WFUZZ_BIN); do \
 	    n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus/$$n; \
 	    echo "fuzz: $$n for $${FUZZ_SECONDS:-20}s"; \
 	    if ! $$f -max_total_time=$${FUZZ_SECONDS:-20} \
@@ -119,4 +164,4 @@ stop:
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/wobj -name '*.d' 2>/dev/null)

@@ -6,6 +6,7 @@ set -eu
 PKGS="build-essential pkg-config git ca-certificates
  nginx nginx-dev redis-server
  libhiredis-dev libjansson-dev libpcre2-dev libxxhash-dev libmd-dev libevent-dev
+ libutf8proc-dev libopenblas-dev
  libcmocka-dev clang libclang-rt-14-dev
  libtest-base-perl libtest-longstring-perl libtext-diff-perl
  liblist-moreutils-perl libwww-perl liburi-perl libipc-run-perl
@@ -17,6 +18,11 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
+
+# Node.js (test oracles from npm): any node on PATH will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
 
 [ -z "$missing" ] && exit 0
 

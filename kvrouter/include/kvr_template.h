@@ -1,0 +1,53 @@
+/*
+ * kvrouter: chat templates. A Jinja subset interpreter that renders a
+ * model's own chat_template byte-identically to HF's reference Jinja
+ * (npm @huggingface/jinja).
+ *
+ * A compiled kvr_template_t is immutable and may be rendered from several
+ * threads at once. A template using a construct the interpreter does not
+ * implement fails at load with the construct and its line.
+ *
+ * Functions return KVR_OK or a negative KVR_ERR_*; err gets the reason.
+ */
+#ifndef KVR_TEMPLATE_H
+#define KVR_TEMPLATE_H
+
+#include <stddef.h>
+
+#include "kvr_buf.h"
+
+struct json_t;
+
+typedef struct kvr_template_s  kvr_template_t;
+
+/* Compiles template source text. */
+int kvr_template_compile(const char *src, size_t len, kvr_template_t **out,
+    char *err, size_t errlen);
+
+/*
+ * Compiles the chat template a model ships: tokenizer_config.json's
+ * "chat_template" (a string, or a list of {name, template}; name NULL picks
+ * "default", else the first), or DIR/chat_template.jinja when the config has
+ * none. KVR_ERR_NOTFOUND when the model has no template.
+ */
+int kvr_template_load_dir(const char *dir, const char *name,
+    kvr_template_t **out, char *err, size_t errlen);
+int kvr_template_load_config(const char *config_json, size_t len,
+    const char *name, kvr_template_t **out, char *err, size_t errlen);
+
+void kvr_template_free(kvr_template_t *t);
+
+typedef struct {
+    const struct json_t  *messages;     /* array of {role, content, ...} */
+    const struct json_t  *tools;        /* array or NULL (undefined) */
+    const struct json_t  *extra;        /* object of further variables or NULL */
+    const char           *bos_token;    /* NULL: "" */
+    const char           *eos_token;
+    int                   add_generation_prompt;
+} kvr_template_vars_t;
+
+/* Renders, appending to out. raise_exception() gives KVR_ERR_INVAL + msg. */
+int kvr_template_render(const kvr_template_t *t, const kvr_template_vars_t *v,
+    kvr_buf_t *out, char *err, size_t errlen);
+
+#endif

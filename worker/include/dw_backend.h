@@ -1,0 +1,83 @@
+/*
+ * dynamo-worker: the backend interface. A backend owns the KV pool memory
+ * (n_blocks blocks of block_size tokens for every layer) and runs one
+ * engine step: a batch of sequence slices, each appending n_tokens at
+ * positions pos.. to its sequence's KV and, when asked, producing the
+ * logits of its last token. The block manager decides which block ids a
+ * sequence uses; the backend only reads and writes them.
+ *
+ * Backends: cpu (dw_backend_cpu.c), mock (timing model), cuda (later).
+ * All calls come from the engine thread.
+ */
+#ifndef DW_BACKEND_H
+#define DW_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dw_model.h"
+
+typedef struct dw_backend_s  dw_backend_t;
+
+typedef struct {
+    const uint32_t  *tokens;     /* ids to run, at positions pos..pos+n-1 */
+    uint32_t         n_tokens;
+    uint32_t         pos;        /* tokens already in this sequence's KV */
+    const uint32_t  *blocks;     /* block table: covers 0..pos+n_tokens-1 */
+    uint32_t         n_blocks;
+    int              want_logits;
+} dw_seq_step_t;
+
+typedef struct {
+    dw_seq_step_t   *seqs;
+    uint32_t         n_seqs;
+    uint32_t         n_tokens;   /* sum of n_tokens */
+    uint32_t         n_logits;   /* sequences with want_logits */
+    float           *logits;     /* out: n_logits rows of vocab_size, in
+                                    seq order; host memory of the engine */
+    float            kv_usage;   /* 0..1, used blocks / n_blocks */
+} dw_step_t;
+
+typedef struct {
+    uint32_t   block_size;       /* tokens per KV block */
+    uint32_t   n_blocks;         /* KV pool size */
+    uint32_t   threads;          /* cpu: 0 = all cores */
+    double     speedup;          /* mock: divide modelled times by this */
+    uint64_t   seed;             /* mock: token stream seed */
+} dw_backend_opts_t;
+
+typedef struct {
+    const char  *name;
+    /* 0 ok, -1 failure (the engine fails the step's requests). */
+    int        (*forward)(dw_backend_t *be, dw_step_t *step);
+    /*
+     * Optional. When set, the backend picks each want_logits sequence's
+     * next token itself (ids[n_logits]) and step->logits is not filled:
+     * the mock uses it so dozens of simulated workers cost no vocab-sized
+     * work; a GPU backend may use it to sample on the device later.
+     */
+    int        (*next_ids)(dw_backend_t *be, dw_step_t *step, uint32_t *ids);
+    /* Bytes of one KV block across all layers (for transfer, metrics). */
+    size_t     (*block_bytes)(const dw_backend_t *be);
+    void       (*destroy)(dw_backend_t *be);
+} dw_backend_ops_t;
+
+struct dw_backend_s {
+    const dw_backend_ops_t  *ops;
+    dw_config_t              cfg;
+    dw_backend_opts_t        opts;
+    void                    *priv;
+};
+
+/* 0 or -1 with err. The model must outlive the backend. */
+int dw_backend_cpu_create(const dw_model_t *m, const dw_backend_opts_t *o,
+    dw_backend_t **out, char *err, size_t errlen);
+/*
+ * The mock: the forward pass is replaced by sleeping the modelled step
+ * time (Dynamo's mocker formulas); next_ids gives deterministic
+ * pseudo-random ids from (seed, position, last token), so outputs repeat.
+ */
+int dw_backend_mock_create(const dw_config_t *cfg, const dw_backend_opts_t *o,
+    dw_backend_t **out, char *err, size_t errlen);
+
+#endif

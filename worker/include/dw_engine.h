@@ -1,0 +1,167 @@
+/*
+ * dynamo-worker: the engine. It owns the scheduler, the KV block manager
+ * and a backend, and runs the step loop (schedule, forward, sample, emit)
+ * on its own thread. The I/O thread talks to it only through this header:
+ *
+ *   submit / cancel    any thread -> engine (locked queue, wakes the loop)
+ *   drain / drain_kv   engine -> I/O thread: token and finish outputs,
+ *                      KV cache events; notify_fd (an eventfd) turns
+ *                      readable when either has entries
+ *   load / stats       snapshots, any thread
+ *
+ * Ordering: for one request, outputs come in generation order and exactly
+ * one DW_OUT_FINISH ends them (also after cancel). KV events come in the
+ * order the block manager made them, STORED before any REMOVED of the same
+ * block, so publishing them in drain order keeps Redis right.
+ */
+#ifndef DW_ENGINE_H
+#define DW_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dw_backend.h"
+#include "kvr_event.h"
+#include "kvr_worker.h"
+
+#define DW_MAX_STOP_IDS     16
+#define DW_MAX_TOP_LOGPROBS 20
+
+typedef struct {
+    float     temperature;         /* 0: greedy */
+    float     top_p;               /* 1: off */
+    int32_t   top_k;               /* <= 0: off */
+    float     min_p;               /* 0: off */
+    float     repetition_penalty;  /* 1: off (HF/vLLM semantics) */
+    float     presence_penalty;    /* 0: off (OpenAI semantics) */
+    float     frequency_penalty;   /* 0: off */
+    int       has_seed;
+    uint64_t  seed;                /* same seed + prompt: same output */
+    int32_t   logprobs;            /* -1: none; 0..20: sampled + top N */
+    uint32_t  max_tokens;          /* >= 1 */
+    int       ignore_eos;
+    uint32_t  n_stop_ids;
+    uint32_t  stop_ids[DW_MAX_STOP_IDS];  /* finish "stop" on any of these */
+} dw_sampling_t;
+
+void dw_sampling_defaults(dw_sampling_t *sp);
+
+typedef struct {
+    uint64_t       id;          /* unique among live requests (server's) */
+    uint32_t      *prompt;      /* malloc'd; the engine takes ownership */
+    uint32_t       n_prompt;
+    dw_sampling_t  sp;
+} dw_request_t;
+
+typedef enum {
+    DW_OUT_TOKEN = 1,
+    DW_OUT_FINISH
+} dw_out_kind_t;
+
+typedef enum {
+    DW_FINISH_STOP = 1,      /* eos (unless ignore_eos) or a stop id */
+    DW_FINISH_LENGTH,        /* max_tokens or the context length */
+    DW_FINISH_CANCELLED,     /* dw_engine_cancel */
+    DW_FINISH_ERROR          /* prompt too long for the pool, backend error */
+} dw_finish_t;
+
+typedef struct {
+    uint64_t       req_id;
+    dw_out_kind_t  kind;
+
+    /* DW_OUT_TOKEN */
+    uint32_t       token;
+    float          logprob;     /* when sp.logprobs >= 0 */
+    uint32_t       n_top;
+    uint32_t       top_ids[DW_MAX_TOP_LOGPROBS];
+    float          top_logprobs[DW_MAX_TOP_LOGPROBS];
+
+    /* DW_OUT_FINISH */
+    dw_finish_t    reason;
+    uint32_t       prompt_tokens;
+    uint32_t       completion_tokens;
+    uint32_t       cached_tokens;   /* prompt tokens served from the cache */
+    uint32_t       preemptions;
+    char           error[96];       /* DW_FINISH_ERROR: why */
+} dw_output_t;
+
+/* One block-manager change, for kvr_pub_*_cmd. */
+typedef struct {
+    kvr_event_type_t  type;       /* STORED, REMOVED or CLEARED */
+    int               has_parent;
+    uint64_t          parent;
+    size_t            n;
+    kvr_block_t      *blocks;     /* malloc'd; REMOVED uses seq only */
+} dw_kv_event_t;
+
+void dw_kv_event_free(dw_kv_event_t *ev);
+
+typedef struct {
+    uint32_t  block_size;             /* tokens per block (default 16) */
+    uint32_t  n_blocks;               /* KV pool */
+    uint32_t  max_num_seqs;           /* running sequences (default 256) */
+    uint32_t  max_num_batched_tokens; /* token budget per step (8192) */
+    uint32_t  max_model_len;          /* context length; 0: model's */
+    uint64_t  hash_seed;              /* kvr_hash_seed(NULL) normally */
+    int       prefix_caching;         /* 1 (default) */
+    int       emit_kv_events;         /* 1: fill the drain_kv queue */
+} dw_engine_config_t;
+
+void dw_engine_config_defaults(dw_engine_config_t *cfg);
+
+typedef struct {
+    /* gauges */
+    uint32_t  running;
+    uint32_t  waiting;
+    uint32_t  used_blocks;            /* referenced by a sequence */
+    uint32_t  cached_blocks;          /* unreferenced, kept for reuse */
+    uint32_t  total_blocks;
+    uint64_t  queued_prefill_tokens;
+    /* counters since start */
+    uint64_t  prompt_tokens;
+    uint64_t  generation_tokens;
+    uint64_t  forward_tokens;         /* tokens the backend computed */
+    uint64_t  prefix_hit_tokens;      /* prompt tokens found in the cache */
+    uint64_t  prefix_query_tokens;    /* prompt tokens looked up */
+    uint64_t  preemptions;
+    uint64_t  requests_finished;
+    uint64_t  steps;
+    /* histograms: counts per bucket, bounds in dw_engine_hist_bounds_ms */
+#define DW_HIST_BUCKETS  16
+    uint64_t  ttft_hist[DW_HIST_BUCKETS + 1];   /* last: +Inf */
+    double    ttft_sum_ms;
+    uint64_t  itl_hist[DW_HIST_BUCKETS + 1];
+    double    itl_sum_ms;
+} dw_engine_stats_t;
+
+extern const double dw_engine_hist_bounds_ms[DW_HIST_BUCKETS];
+
+typedef struct dw_engine_s  dw_engine_t;
+
+/* The engine takes ownership of be (destroyed with the engine). */
+int dw_engine_create(const dw_engine_config_t *cfg, dw_backend_t *be,
+    dw_engine_t **out, char *err, size_t errlen);
+int dw_engine_start(dw_engine_t *e);      /* spawns the engine thread */
+void dw_engine_stop(dw_engine_t *e);      /* finishes nothing; joins */
+void dw_engine_destroy(dw_engine_t *e);
+
+/*
+ * Queues a request; 0, or -1 with err (prompt empty or longer than
+ * max_model_len - 1, more blocks than the pool, engine stopped). On -1 the
+ * caller keeps the prompt.
+ */
+int dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
+    size_t errlen);
+/* Stops the request and frees its blocks at the next step boundary. */
+void dw_engine_cancel(dw_engine_t *e, uint64_t req_id);
+
+int dw_engine_notify_fd(const dw_engine_t *e);
+/* Pops up to max entries; returns how many. Clears the eventfd. */
+size_t dw_engine_drain(dw_engine_t *e, dw_output_t *out, size_t max);
+size_t dw_engine_drain_kv(dw_engine_t *e, dw_kv_event_t *out, size_t max);
+
+void dw_engine_load(dw_engine_t *e, kvr_load_t *load);
+void dw_engine_stats(dw_engine_t *e, dw_engine_stats_t *st);
+const dw_engine_config_t *dw_engine_config(const dw_engine_t *e);
+
+#endif

@@ -7,5 +7,8 @@
 
 int dkv_cmd_hash(int argc, char **argv);
 int dkv_cmd_bench(int argc, char **argv);
+int dkv_cmd_tokenize(int argc, char **argv);     /* dkv_tokenize.c */
+int dkv_cmd_detokenize(int argc, char **argv);   /* dkv_tokenize.c */
+int dkv_cmd_template(int argc, char **argv);     /* dkv_template.c */
 
 #endif

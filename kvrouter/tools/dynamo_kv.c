@@ -3,6 +3,9 @@
  *
  *   dynamo-kv hash --block-size B [--lora NAME] < tokens
  *   dynamo-kv bench [...]
+ *   dynamo-kv tokenize --tokenizer MODEL_DIR [--no-special] < text
+ *   dynamo-kv detokenize --tokenizer MODEL_DIR < ids
+ *   dynamo-kv template --model MODEL_DIR [--no-generation-prompt] < json
  *
  * Exit status: 0 ok, 1 failure (e.g. write error), 2 bad usage or input.
  */
@@ -30,6 +33,13 @@ static const char *usage_text =
     "        (B in 1..16777216; a partial last block is not hashed)\n"
     "  bench [options]\n"
     "        kvrouter benchmarks\n"
+    "  tokenize --tokenizer MODEL_DIR [--no-special]\n"
+    "        print the token ids of stdin's bytes on one line\n"
+    "  detokenize --tokenizer MODEL_DIR\n"
+    "        print the text of the token ids on stdin\n"
+    "  template --model MODEL_DIR [--no-generation-prompt]\n"
+    "        render the model's chat template for {\"messages\": [...]}\n"
+    "        on stdin\n"
     "\n"
     "exit status: 0 ok, 1 failure, 2 bad usage or input\n";
 
@@ -268,6 +278,15 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench") == 0) {
         return dkv_cmd_bench(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "tokenize") == 0) {
+        return dkv_cmd_tokenize(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "detokenize") == 0) {
+        return dkv_cmd_detokenize(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "template") == 0) {
+        return dkv_cmd_template(argc - 2, argv + 2);
     }
 
     fprintf(stderr, "dynamo-kv: unknown command \"");

@@ -37,16 +37,30 @@ int kvr_template_load_config(const char *config_json, size_t len,
 
 void kvr_template_free(kvr_template_t *t);
 
+/*
+ * The variables a template sees, as HF's JavaScript stack passes them
+ * (Template.render({messages, bos_token, eos_token, add_generation_prompt,
+ * tools, ...extra})). A NULL json_t or token is left undefined, as there
+ * for a token the config does not set. extra's keys may override the
+ * fixed ones; one naming a global (namespace, range, true, ...) is an
+ * error, as in the reference.
+ */
 typedef struct {
     const struct json_t  *messages;     /* array of {role, content, ...} */
     const struct json_t  *tools;        /* array or NULL (undefined) */
     const struct json_t  *extra;        /* object of further variables or NULL */
-    const char           *bos_token;    /* NULL: "" */
+    const char           *bos_token;    /* NULL: undefined (prints as "") */
     const char           *eos_token;
     int                   add_generation_prompt;
+    long long             now;          /* strftime_now() clock, Unix seconds
+                                           (local time); 0: the current time */
 } kvr_template_vars_t;
 
-/* Renders, appending to out. raise_exception() gives KVR_ERR_INVAL + msg. */
+/*
+ * Renders, appending to out (left as it was on error). raise_exception()
+ * and runtime type errors give KVR_ERR_INVAL with the message; so do the
+ * limits (depth, output, iterations, memory: kvrouter/README.md).
+ */
 int kvr_template_render(const kvr_template_t *t, const kvr_template_vars_t *v,
     kvr_buf_t *out, char *err, size_t errlen);
 

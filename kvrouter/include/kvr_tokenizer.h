@@ -3,9 +3,10 @@
  * token-for-token identical to the HF tokenizers library.
  *
  * A loaded kvr_tokenizer_t is immutable: encode and decode may run from
- * several threads at once (all scratch lives in the caller's output
- * objects or on the stack). Components the loader does not implement are
- * refused at load time with an error naming them, never approximated.
+ * several threads at once (scratch is per call, plus one PCRE2 match data
+ * and JIT stack per thread, freed when the thread exits). Components the
+ * loader does not implement are refused at load time with an error naming
+ * them, never approximated. See kvrouter/README.md, "Tokenizer".
  *
  * Functions return KVR_OK or a negative KVR_ERR_* (kvr_err.h); on error an
  * explanation is written to err (when err is not NULL).
@@ -32,7 +33,10 @@ void kvr_ids_free(kvr_ids_t *v);
 
 /*
  * Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json
- * (bos/eos tokens, add_bos/add_eos overrides).
+ * (the bos/eos token strings only: like HF tokenizers, encode adds what
+ * tokenizer.json's post_processor adds; add_bos_token/add_eos_token,
+ * which transformers' Llama/Gemma classes apply by rebuilding the
+ * post-processor, are not applied).
  */
 int kvr_tokenizer_load_dir(const char *dir, kvr_tokenizer_t **out,
     char *err, size_t errlen);

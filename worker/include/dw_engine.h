@@ -44,6 +44,8 @@ typedef struct {
     uint32_t  stop_ids[DW_MAX_STOP_IDS];  /* finish "stop" on any of these */
 } dw_sampling_t;
 
+/* temperature 1, top_p 1, no top_k/min_p/penalties, logprobs -1,
+   max_tokens 16 */
 void dw_sampling_defaults(dw_sampling_t *sp);
 
 typedef struct {
@@ -138,7 +140,11 @@ extern const double dw_engine_hist_bounds_ms[DW_HIST_BUCKETS];
 
 typedef struct dw_engine_s  dw_engine_t;
 
-/* The engine takes ownership of be (destroyed with the engine). */
+/*
+ * The engine takes ownership of be (destroyed with the engine); on failure
+ * the caller keeps it. be's block_size must equal cfg's and its pool hold
+ * at least cfg->n_blocks.
+ */
 int dw_engine_create(const dw_engine_config_t *cfg, dw_backend_t *be,
     dw_engine_t **out, char *err, size_t errlen);
 int dw_engine_start(dw_engine_t *e);      /* spawns the engine thread */
@@ -162,6 +168,11 @@ size_t dw_engine_drain_kv(dw_engine_t *e, dw_kv_event_t *out, size_t max);
 
 void dw_engine_load(dw_engine_t *e, kvr_load_t *load);
 void dw_engine_stats(dw_engine_t *e, dw_engine_stats_t *st);
+/*
+ * The configuration in effect: max_model_len resolved to
+ * min(cfg max_model_len or the model's max_position, n_blocks *
+ * block_size), since one sequence must fit the pool alone.
+ */
 const dw_engine_config_t *dw_engine_config(const dw_engine_t *e);
 
 #endif

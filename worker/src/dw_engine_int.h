@@ -1,0 +1,158 @@
+/*
+ * dynamo-worker: engine internals shared by dw_engine.c (API, thread,
+ * queues), dw_sched.c (what runs each step) and dw_engine_step.c (running
+ * a step: forward, sample, commit blocks, finish). Tests include it to
+ * drive steps synchronously (dw_engine_step) and watch them (on_step).
+ */
+#ifndef DW_ENGINE_INT_H
+#define DW_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "dw_block_int.h"
+#include "dw_engine.h"
+#include "dw_sample_int.h"
+
+typedef enum {
+    DW_SEQ_WAITING = 0,
+    DW_SEQ_RUNNING
+} dw_seq_state_t;
+
+typedef struct dw_seq_s  dw_seq_t;
+
+struct dw_seq_s {
+    uint64_t        id;
+    dw_seq_state_t  state;
+    dw_seq_t       *prev;          /* in waiting or running list */
+    dw_seq_t       *next;
+
+    uint32_t       *tokens;        /* prompt, then generated tokens */
+    uint32_t        n_tokens;
+    uint32_t        cap;
+    uint32_t        n_prompt;
+    uint32_t        n_out;
+    uint32_t        n_computed;    /* tokens whose KV is in blocks */
+
+    uint32_t       *blocks;        /* block table */
+    uint32_t        n_blocks;
+    uint32_t        blocks_cap;
+    uint32_t        n_committed;   /* leading blocks given to dw_bm_commit */
+
+    uint64_t       *hseq;          /* hashes of full blocks of tokens */
+    uint64_t       *hlocal;
+    uint32_t        n_hashed;
+    uint32_t        hash_cap;
+
+    dw_sampling_t   sp;
+    dw_rng_t        rng;
+    int             admitted_once;
+    int             cancelled;
+    uint32_t        cached_tokens;
+    uint32_t        preemptions;
+    uint32_t        sched_tokens;  /* this step */
+    double          t_submit;      /* ms, monotonic */
+    double          t_last;        /* ms of the last token */
+};
+
+typedef struct {
+    dw_seq_t  *head;
+    dw_seq_t  *tail;
+    uint32_t   n;
+} dw_seq_list_t;
+
+/* an output ring buffer (engine -> I/O thread) */
+typedef struct {
+    dw_output_t  *v;
+    size_t        cap;
+    size_t        head;
+    size_t        n;
+} dw_out_ring_t;
+
+typedef struct {
+    dw_kv_event_t  *v;
+    size_t          n;
+    size_t          cap;
+    size_t          head;
+} dw_kv_queue_t;
+
+struct dw_engine_s {
+    dw_engine_config_t  cfg;
+    dw_backend_t       *be;
+    uint32_t            vocab;
+    uint32_t            max_len;      /* min(max_model_len, pool tokens) */
+    dw_bm_t             bm;
+    dw_sampler_t        sampler;
+
+    /* engine thread only */
+    dw_seq_list_t       waiting;
+    dw_seq_list_t       running;
+    dw_seq_t          **sched;        /* this step's sequences, in order */
+    uint32_t            n_sched;
+    dw_seq_step_t      *steps;
+    float              *logits;       /* max_num_seqs rows */
+    uint32_t           *ids;
+    dw_sample_out_t    *samples;
+    dw_output_t        *pending;      /* outputs of this step */
+    size_t              n_pending;
+    size_t              pending_cap;
+    dw_engine_stats_t   st;           /* working copy */
+    uint64_t            sched_queued_prefill;
+    /* test hook: called after each step's schedule, before forward */
+    void              (*on_step)(void *arg, const dw_step_t *step);
+    void               *on_step_arg;
+
+    /* shared, under mu */
+    pthread_mutex_t     mu;
+    pthread_cond_t      cv;
+    pthread_t           thread;
+    int                 started;
+    int                 stopping;
+    dw_seq_list_t       incoming;     /* submitted, not yet taken */
+    uint64_t           *cancels;
+    size_t              n_cancels;
+    size_t              cancels_cap;
+    dw_out_ring_t       out;
+    dw_kv_queue_t       kvq;
+    dw_engine_stats_t   st_pub;       /* snapshot for dw_engine_stats */
+    kvr_load_t          load_pub;
+    int                 efd;
+};
+
+/* monotonic ms */
+double dw_now_ms(void);
+/* wall-clock ms since the epoch (kvr_load_t.updated_ms) */
+uint64_t dw_wall_ms(void);
+
+/* lists */
+void dw_seq_list_push_tail(dw_seq_list_t *l, dw_seq_t *s);
+void dw_seq_list_push_head(dw_seq_list_t *l, dw_seq_t *s);
+void dw_seq_list_remove(dw_seq_list_t *l, dw_seq_t *s);
+void dw_seq_free(dw_seq_t *s);
+
+/* dw_sched.c */
+/* Hashes of the full blocks of s->tokens[0..n_tok); -1 on no memory. */
+int dw_seq_hash_upto(dw_engine_t *e, dw_seq_t *s, uint32_t n_tok);
+/* Releases every block of s (last first, so tails are evicted first). */
+void dw_seq_release_blocks(dw_engine_t *e, dw_seq_t *s);
+/*
+ * Chooses this step's work into e->sched (decodes, then running prefill
+ * chunks, then admissions from waiting), allocating blocks and
+ * preempting when the pool runs out. Returns the step's token count.
+ */
+uint32_t dw_sched_step(dw_engine_t *e);
+
+/* dw_engine_step.c */
+/*
+ * One engine step on the calling thread: takes queued submissions and
+ * cancels, schedules, runs the backend, samples, commits blocks and
+ * publishes outputs, events and stats. Returns 1 if work was done, 0 if
+ * idle. The engine thread calls it in a loop; tests may call it directly
+ * (without dw_engine_start).
+ */
+int dw_engine_step(dw_engine_t *e);
+/* queue a finish output and free s (removed from its list already) */
+void dw_engine_finish(dw_engine_t *e, dw_seq_t *s, dw_finish_t reason,
+    const char *error);
+
+#endif

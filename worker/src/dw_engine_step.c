@@ -1,0 +1,463 @@
+/*
+ * dynamo-worker: one engine step (see dw_engine_int.h): take submissions
+ * and cancels, schedule, run the backend, then per scheduled sequence:
+ * advance its computed tokens, cache the blocks that became full
+ * (prompt blocks after their prefill, generated blocks as decode fills
+ * them), sample its next token when it produced logits, and finish it on
+ * eos, a stop id, max_tokens or the context length. Outputs, KV events and
+ * stats are published under one lock at the end of the step.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dw_engine_int.h"
+
+static int
+dw_pending_grow(dw_engine_t *e)
+{
+    dw_output_t  *p;
+    size_t        cap;
+
+    if (e->n_pending < e->pending_cap) {
+        return 0;
+    }
+    cap = e->pending_cap ? 2 * e->pending_cap : 64;
+    p = realloc(e->pending, cap * sizeof(dw_output_t));
+    if (p == NULL) {
+        return -1;
+    }
+    e->pending = p;
+    e->pending_cap = cap;
+    return 0;
+}
+
+/* A zeroed output slot for this step; NULL only when memory runs out. */
+static dw_output_t *
+dw_pending_new(dw_engine_t *e, uint64_t id, dw_out_kind_t kind)
+{
+    dw_output_t  *o;
+
+    if (dw_pending_grow(e) != 0) {
+        return NULL;
+    }
+    o = &e->pending[e->n_pending++];
+    memset(o, 0, sizeof(*o));
+    o->req_id = id;
+    o->kind = kind;
+    return o;
+}
+
+static void
+dw_hist_add(uint64_t *hist, double *sum, double ms)
+{
+    int  i;
+
+    for (i = 0; i < DW_HIST_BUCKETS; i++) {
+        if (ms <= dw_engine_hist_bounds_ms[i]) {
+            break;
+        }
+    }
+    hist[i]++;
+    *sum += ms;
+}
+
+void
+dw_engine_finish(dw_engine_t *e, dw_seq_t *s, dw_finish_t reason,
+    const char *error)
+{
+    dw_output_t  *o;
+
+    dw_seq_release_blocks(e, s);
+    o = dw_pending_new(e, s->id, DW_OUT_FINISH);
+    if (o != NULL) {
+        o->reason = reason;
+        o->prompt_tokens = s->n_prompt;
+        o->completion_tokens = s->n_out;
+        o->cached_tokens = s->cached_tokens;
+        o->preemptions = s->preemptions;
+        if (error != NULL) {
+            snprintf(o->error, sizeof(o->error), "%s", error);
+        }
+    }
+    e->st.requests_finished++;
+    dw_seq_free(s);
+}
+
+/* ---- taking work from other threads ---- */
+
+static dw_seq_t *
+dw_find(dw_seq_list_t *l, uint64_t id)
+{
+    dw_seq_t  *s;
+
+    for (s = l->head; s != NULL; s = s->next) {
+        if (s->id == id) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void
+dw_take_incoming(dw_engine_t *e)
+{
+    dw_seq_t  *s, *next;
+    uint64_t  *cancels = NULL;
+    size_t     n_cancels = 0, i;
+
+    pthread_mutex_lock(&e->mu);
+    for (s = e->incoming.head; s != NULL; s = next) {
+        next = s->next;
+        s->prev = s->next = NULL;
+        dw_seq_list_push_tail(&e->waiting, s);
+    }
+    memset(&e->incoming, 0, sizeof(e->incoming));
+    if (e->n_cancels > 0) {
+        cancels = e->cancels;
+        n_cancels = e->n_cancels;
+        e->cancels = NULL;
+        e->n_cancels = 0;
+        e->cancels_cap = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+
+    /* a cancel for an id no longer here (finished already) is a no-op */
+    for (i = 0; i < n_cancels; i++) {
+        s = dw_find(&e->running, cancels[i]);
+        if (s != NULL) {
+            dw_seq_list_remove(&e->running, s);
+        } else if ((s = dw_find(&e->waiting, cancels[i])) != NULL) {
+            dw_seq_list_remove(&e->waiting, s);
+        }
+        if (s != NULL) {
+            dw_engine_finish(e, s, DW_FINISH_CANCELLED, NULL);
+        }
+    }
+    free(cancels);
+}
+
+/* ---- publishing ---- */
+
+static int
+dw_out_push(dw_out_ring_t *r, const dw_output_t *o, size_t n)
+{
+    dw_output_t  *v;
+    size_t        cap, i;
+
+    if (r->n + n > r->cap) {
+        for (cap = r->cap ? r->cap : 256; cap < r->n + n; cap *= 2) {
+            /* void */
+        }
+        v = malloc(cap * sizeof(dw_output_t));
+        if (v == NULL) {
+            return -1;
+        }
+        for (i = 0; i < r->n; i++) {
+            v[i] = r->v[(r->head + i) % r->cap];
+        }
+        free(r->v);
+        r->v = v;
+        r->cap = cap;
+        r->head = 0;
+    }
+    for (i = 0; i < n; i++) {
+        r->v[(r->head + r->n + i) % r->cap] = o[i];
+    }
+    r->n += n;
+    return 0;
+}
+
+static int
+dw_kvq_push(dw_kv_queue_t *q, dw_kv_event_t *ev, size_t n)
+{
+    dw_kv_event_t  *v;
+    size_t          cap, i;
+
+    if (q->n + n > q->cap) {
+        for (cap = q->cap ? q->cap : 64; cap < q->n + n; cap *= 2) {
+            /* void */
+        }
+        v = malloc(cap * sizeof(dw_kv_event_t));
+        if (v == NULL) {
+            return -1;
+        }
+        for (i = 0; i < q->n; i++) {
+            v[i] = q->v[(q->head + i) % q->cap];
+        }
+        free(q->v);
+        q->v = v;
+        q->cap = cap;
+        q->head = 0;
+    }
+    for (i = 0; i < n; i++) {
+        q->v[(q->head + q->n + i) % q->cap] = ev[i];
+    }
+    q->n += n;
+    return 0;
+}
+
+static uint64_t
+dw_queued_prefill(const dw_engine_t *e)
+{
+    const dw_seq_t  *s;
+    uint64_t         n = 0;
+
+    for (s = e->waiting.head; s != NULL; s = s->next) {
+        n += s->n_tokens - s->n_computed;
+    }
+    for (s = e->running.head; s != NULL; s = s->next) {
+        if (s->n_tokens - s->n_computed > 1) {
+            n += s->n_tokens - s->n_computed;
+        }
+    }
+    return n;
+}
+
+uint64_t
+dw_wall_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static void
+dw_publish(dw_engine_t *e)
+{
+    dw_kv_event_t  *ev;
+    size_t          n_ev, i;
+    uint64_t        one = 1;
+    int             notify = 0;
+    uint64_t        qp = dw_queued_prefill(e);
+    const dw_seq_t *s;
+
+    dw_bm_take_events(&e->bm, &ev, &n_ev);
+
+    e->st.running = e->running.n;
+    e->st.used_blocks = e->bm.n_used;
+    e->st.cached_blocks = e->bm.n_lru;
+    e->st.total_blocks = e->bm.n_blocks;
+
+    pthread_mutex_lock(&e->mu);
+    if (e->n_pending > 0) {
+        if (dw_out_push(&e->out, e->pending, e->n_pending) == 0) {
+            notify = 1;
+        }
+        /* else: outputs lost to memory exhaustion; nothing better to do */
+        e->n_pending = 0;
+    }
+    if (n_ev > 0) {
+        if (dw_kvq_push(&e->kvq, ev, n_ev) == 0) {
+            notify = 1;
+        } else {
+            for (i = 0; i < n_ev; i++) {
+                dw_kv_event_free(&ev[i]);
+            }
+        }
+    }
+    for (s = e->incoming.head; s != NULL; s = s->next) {
+        qp += s->n_tokens;
+    }
+    e->st.waiting = e->waiting.n + e->incoming.n;
+    e->st.queued_prefill_tokens = qp;
+    e->st_pub = e->st;
+    e->load_pub.running = e->st.running;
+    e->load_pub.waiting = e->st.waiting;
+    e->load_pub.active_blocks = e->bm.n_used;
+    e->load_pub.queued_prefill_tokens = qp;
+    e->load_pub.updated_ms = dw_wall_ms();
+    if (notify && e->efd >= 0) {
+        while (write(e->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+            /* retry */
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    free(ev);
+}
+
+/* ---- the step ---- */
+
+static int
+dw_is_stop(const dw_engine_t *e, const dw_seq_t *s, uint32_t t)
+{
+    uint32_t  i;
+
+    for (i = 0; i < s->sp.n_stop_ids && i < DW_MAX_STOP_IDS; i++) {
+        if (s->sp.stop_ids[i] == t) {
+            return 1;
+        }
+    }
+    if (!s->sp.ignore_eos) {
+        for (i = 0; i < e->be->cfg.n_eos && i < DW_MAX_EOS; i++) {
+            if (e->be->cfg.eos_ids[i] == t) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Caches the blocks of s that are full of computed tokens. */
+static void
+dw_commit_blocks(dw_engine_t *e, dw_seq_t *s)
+{
+    uint32_t  full = s->n_computed / e->cfg.block_size, i;
+
+    if (!e->cfg.prefix_caching || s->n_committed >= full) {
+        return;
+    }
+    if (dw_seq_hash_upto(e, s, full * e->cfg.block_size) != 0) {
+        return;     /* no memory: stay uncached, still correct */
+    }
+    for (i = s->n_committed; i < full; i++) {
+        (void) dw_bm_commit(&e->bm, s->blocks[i], i > 0,
+                            i > 0 ? s->hseq[i - 1] : 0, s->hseq[i],
+                            s->hlocal[i]);
+    }
+    s->n_committed = full;
+    dw_bm_close_event(&e->bm);
+}
+
+/* Appends sampled token t to s; returns the finish reason or 0. */
+static int
+dw_accept(dw_engine_t *e, dw_seq_t *s, const dw_sample_out_t *so,
+    double now)
+{
+    dw_output_t  *o;
+    uint32_t      t = so->token;
+
+    s->tokens[s->n_tokens++] = t;
+    s->n_out++;
+    e->st.generation_tokens++;
+    if (s->n_out == 1) {
+        dw_hist_add(e->st.ttft_hist, &e->st.ttft_sum_ms, now - s->t_submit);
+    } else {
+        dw_hist_add(e->st.itl_hist, &e->st.itl_sum_ms, now - s->t_last);
+    }
+    s->t_last = now;
+
+    o = dw_pending_new(e, s->id, DW_OUT_TOKEN);
+    if (o != NULL) {
+        o->token = t;
+        if (s->sp.logprobs >= 0) {
+            o->logprob = so->logprob;
+            o->n_top = so->n_top;
+            memcpy(o->top_ids, so->top_ids, so->n_top * sizeof(uint32_t));
+            memcpy(o->top_logprobs, so->top_logprobs,
+                   so->n_top * sizeof(float));
+        }
+    }
+
+    if (dw_is_stop(e, s, t)) {
+        return DW_FINISH_STOP;
+    }
+    if (s->n_out >= s->sp.max_tokens || s->n_tokens >= e->max_len) {
+        return DW_FINISH_LENGTH;
+    }
+    return 0;
+}
+
+int
+dw_engine_step(dw_engine_t *e)
+{
+    dw_step_t         step;
+    dw_seq_step_t    *ss;
+    dw_seq_t         *s;
+    dw_sample_out_t   so;
+    uint32_t          i, row;
+    uint64_t          pre;
+    int               rc, reason;
+    double            now;
+
+    dw_take_incoming(e);
+    if (e->running.n == 0 && e->waiting.n == 0) {
+        if (e->n_pending > 0) {
+            dw_publish(e);
+            return 1;
+        }
+        return 0;
+    }
+
+    memset(&step, 0, sizeof(step));
+    pre = e->st.preemptions;
+    step.n_tokens = dw_sched_step(e);
+    if (e->n_sched == 0) {
+        /* nothing fits although nothing else holds blocks: cannot happen
+           for prompts submit accepted (one sequence always fits the pool);
+           fail the head rather than spin. After a preemption the next
+           step admits again. */
+        if (e->running.n == 0 && e->st.preemptions == pre
+            && (s = e->waiting.head) != NULL)
+        {
+            dw_seq_list_remove(&e->waiting, s);
+            dw_engine_finish(e, s, DW_FINISH_ERROR, "no KV blocks");
+        }
+        dw_publish(e);
+        return 1;
+    }
+
+    step.seqs = e->steps;
+    step.n_seqs = e->n_sched;
+    step.logits = e->logits;
+    step.kv_usage = (float) e->bm.n_used / (float) e->bm.n_blocks;
+    for (i = 0; i < e->n_sched; i++) {
+        s = e->sched[i];
+        ss = &e->steps[i];
+        ss->tokens = s->tokens + s->n_computed;
+        ss->n_tokens = s->sched_tokens;
+        ss->pos = s->n_computed;
+        ss->blocks = s->blocks;
+        ss->n_blocks = s->n_blocks;
+        ss->want_logits = s->n_computed + s->sched_tokens == s->n_tokens;
+        step.n_logits += ss->want_logits ? 1 : 0;
+    }
+    if (e->on_step != NULL) {
+        e->on_step(e->on_step_arg, &step);
+    }
+
+    if (e->be->ops->next_ids != NULL) {
+        rc = e->be->ops->next_ids(e->be, &step, e->ids);
+    } else {
+        rc = e->be->ops->forward(e->be, &step);
+    }
+    e->st.steps++;
+    e->st.forward_tokens += step.n_tokens;
+    now = dw_now_ms();
+
+    row = 0;
+    for (i = 0; i < e->n_sched; i++) {
+        s = e->sched[i];
+        if (rc != 0) {
+            dw_seq_list_remove(&e->running, s);
+            dw_engine_finish(e, s, DW_FINISH_ERROR, "backend step failed");
+            continue;
+        }
+        s->n_computed += s->sched_tokens;
+        dw_commit_blocks(e, s);
+        if (!e->steps[i].want_logits) {
+            continue;
+        }
+        memset(&so, 0, sizeof(so));
+        if (e->be->ops->next_ids != NULL) {
+            so.token = e->ids[row];
+        } else {
+            dw_sample(&e->sampler, e->logits + (size_t) row * e->vocab,
+                      &s->sp, &s->rng, s->tokens, s->n_prompt, s->n_out, &so);
+        }
+        row++;
+        reason = dw_accept(e, s, &so, now);
+        if (reason != 0) {
+            dw_seq_list_remove(&e->running, s);
+            dw_engine_finish(e, s, (dw_finish_t) reason, NULL);
+        }
+    }
+    e->n_sched = 0;
+
+    dw_publish(e);
+    return 1;
+}

@@ -1,0 +1,236 @@
+/*
+ * dynamo-worker: the matmul kernel (x rows times W^T, W in F32/BF16/F16).
+ *
+ * Dot-product form: a tile of DW_TR weight rows by up to DW_TT x rows keeps
+ * one 8-lane accumulator per output element; k runs in chunks of 8 in
+ * order, the 8 lanes are summed in a fixed tree, then the k % 8 tail is
+ * added in order. Every element therefore sees the same operations
+ * whatever the tile shape, m, or thread split (see dw_kern_int.h). The
+ * weight tile (DW_TR rows) is reused across all x rows, so batched decode
+ * reads the weights once per step: batch-64 costs far less than 64
+ * single-token steps. A portable scalar version with the same structure
+ * is compiled where AVX2/FMA is unavailable.
+ */
+#include <math.h>
+
+#include "dw_kern_int.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define DW_KERN_AVX2 1
+#endif
+
+#define DW_TR  4       /* weight rows per tile */
+#if defined(__AVX512VL__)
+#define DW_TT  6       /* x rows per tile: 24 accumulators + 4 weights in
+                          the 32 vector registers AVX-512 gives */
+#else
+#define DW_TT  3       /* x rows per tile: 12 accumulators + 4 weights */
+#endif
+
+#define DW_INLINE  static inline __attribute__((always_inline))
+
+DW_INLINE float
+w_scalar(const void *w, dw_dtype_t dt, size_t i)
+{
+    switch (dt) {
+    case DW_DT_BF16:
+        return dw_bf16_to_f32(((const uint16_t *) w)[i]);
+    case DW_DT_F16:
+        return dw_f16_to_f32(((const uint16_t *) w)[i]);
+    default:
+        return ((const float *) w)[i];
+    }
+}
+
+#ifdef DW_KERN_AVX2
+
+DW_INLINE __m256
+w_vec(const void *w, dw_dtype_t dt, size_t i)
+{
+    __m128i  h;
+
+    switch (dt) {
+    case DW_DT_BF16:
+        h = _mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i));
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    case DW_DT_F16:
+        h = _mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i));
+        return _mm256_cvtph_ps(h);
+    default:
+        return _mm256_loadu_ps((const float *) w + i);
+    }
+}
+
+DW_INLINE float
+hsum8(__m256 v)
+{
+    __m128  s = _mm_add_ps(_mm256_castps256_ps128(v),
+                           _mm256_extractf128_ps(v, 1));
+
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* R weight rows (from row r) x T x rows; R, T compile-time after inlining */
+DW_INLINE void
+tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
+    uint32_t k, uint32_t r, int R, float *y, size_t ldy)
+{
+    __m256        acc[DW_TR][DW_TT], wv[DW_TR];
+    const char   *wr[DW_TR];
+    const float  *xr[DW_TT];
+    const char   *pf;
+    size_t        es = dt == DW_DT_F32 ? 4 : 2, pfstep, b;
+    uint32_t      kk, k8 = k & ~7u;
+    int           i, t;
+    float         s;
+
+    for (i = 0; i < R; i++) {
+        wr[i] = (const char *) w + (size_t) (r + i) * k * es;
+        for (t = 0; t < T; t++) {
+            acc[i][t] = _mm256_setzero_ps();
+        }
+    }
+    for (t = 0; t < T; t++) {
+        xr[t] = x + t * ldx;
+    }
+    /* the next tile's rows, contiguous after this tile's: prefetched
+     * linearly, one tile-width of bytes per k step, so the weights stream
+     * as one sequence (short per-row streams defeat the hardware
+     * prefetcher, most of all for 2-byte rows) */
+    pf = wr[0] + (size_t) R * k * es;
+    pfstep = (size_t) R * 8 * es;
+    for (kk = 0; kk < k8; kk += 8) {
+        for (b = 0; b < pfstep; b += 64) {
+            _mm_prefetch(pf + b, _MM_HINT_T0);
+        }
+        pf += pfstep;
+        for (i = 0; i < R; i++) {
+            wv[i] = w_vec(wr[i], dt, kk);
+        }
+        for (t = 0; t < T; t++) {
+            __m256  xv = _mm256_loadu_ps(xr[t] + kk);
+
+            /* keep xv in a register: folded into each FMA as a memory
+             * operand it would be loaded R times, and loads, not FMAs,
+             * would bound batched decode */
+            __asm__ ("" : "+x" (xv));
+            for (i = 0; i < R; i++) {
+                acc[i][t] = _mm256_fmadd_ps(wv[i], xv, acc[i][t]);
+            }
+        }
+    }
+    for (i = 0; i < R; i++) {
+        for (t = 0; t < T; t++) {
+            s = hsum8(acc[i][t]);
+            for (kk = k8; kk < k; kk++) {
+                s = fmaf(w_scalar(wr[i], dt, kk), xr[t][kk], s);
+            }
+            y[t * ldy + r + i] = s;
+        }
+    }
+}
+
+#else  /* portable */
+
+DW_INLINE void
+tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
+    uint32_t k, uint32_t r, int R, float *y, size_t ldy)
+{
+    float     acc[DW_TR][DW_TT][8], wv[8];
+    uint32_t  kk, k8 = k & ~7u;
+    int       i, t, l;
+    float     s;
+
+    memset(acc, 0, sizeof(acc));
+    for (kk = 0; kk < k8; kk += 8) {
+        for (i = 0; i < R; i++) {
+            for (l = 0; l < 8; l++) {
+                wv[l] = w_scalar(w, dt, (size_t) (r + i) * k + kk + l);
+            }
+            for (t = 0; t < T; t++) {
+                for (l = 0; l < 8; l++) {
+                    acc[i][t][l] += wv[l] * x[t * ldx + kk + l];
+                }
+            }
+        }
+    }
+    for (i = 0; i < R; i++) {
+        for (t = 0; t < T; t++) {
+            s = ((acc[i][t][0] + acc[i][t][4]) + (acc[i][t][2] + acc[i][t][6]))
+                + ((acc[i][t][1] + acc[i][t][5]) + (acc[i][t][3]
+                                                    + acc[i][t][7]));
+            for (kk = k8; kk < k; kk++) {
+                s += w_scalar(w, dt, (size_t) (r + i) * k + kk)
+                     * x[t * ldx + kk];
+            }
+            y[t * ldy + r + i] = s;
+        }
+    }
+}
+
+#endif
+
+/* all x rows against weight rows r..r+R-1 */
+DW_INLINE void
+rows(const float *x, uint32_t m, size_t ldx, const void *w, dw_dtype_t dt,
+    uint32_t k, uint32_t r, int R, float *y, size_t ldy)
+{
+    uint32_t  i;
+
+    for (i = 0; i + DW_TT <= m; i += DW_TT) {
+        tile(x + i * ldx, ldx, DW_TT, w, dt, k, r, R, y + i * ldy, ldy);
+    }
+#if DW_TT > 3
+    if (m - i >= 3) {
+        tile(x + i * ldx, ldx, 3, w, dt, k, r, R, y + i * ldy, ldy);
+        i += 3;
+    }
+#endif
+    switch (m - i) {
+    case 2:
+        tile(x + i * ldx, ldx, 2, w, dt, k, r, R, y + i * ldy, ldy);
+        break;
+    case 1:
+        tile(x + i * ldx, ldx, 1, w, dt, k, r, R, y + i * ldy, ldy);
+        break;
+    default:
+        break;
+    }
+}
+
+DW_INLINE void
+matmul_dt(const float *x, uint32_t m, size_t ldx, const void *w,
+    dw_dtype_t dt, uint32_t k, uint32_t r0, uint32_t r1, float *y,
+    size_t ldy)
+{
+    uint32_t  r;
+
+    for (r = r0; r + DW_TR <= r1; r += DW_TR) {
+        rows(x, m, ldx, w, dt, k, r, DW_TR, y, ldy);
+    }
+    for (; r < r1; r++) {
+        rows(x, m, ldx, w, dt, k, r, 1, y, ldy);
+    }
+}
+
+void
+dw_kern_matmul(const float *x, uint32_t m, size_t ldx, const void *w,
+    dw_dtype_t dt, uint32_t k, uint32_t r0, uint32_t r1, float *y,
+    size_t ldy)
+{
+    switch (dt) {
+    case DW_DT_BF16:
+        matmul_dt(x, m, ldx, w, DW_DT_BF16, k, r0, r1, y, ldy);
+        break;
+    case DW_DT_F16:
+        matmul_dt(x, m, ldx, w, DW_DT_F16, k, r0, r1, y, ldy);
+        break;
+    default:
+        matmul_dt(x, m, ldx, w, DW_DT_F32, k, r0, r1, y, ldy);
+        break;
+    }
+}

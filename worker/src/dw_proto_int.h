@@ -1,0 +1,30 @@
+/*
+ * dynamo-worker: protocol internals shared by dw_proto*.c, the tests and
+ * the fuzzer.
+ */
+#ifndef DW_PROTO_INT_H
+#define DW_PROTO_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dw_proto.h"
+
+/*
+ * The fast path for the one large field: finds the top-level "token_ids"
+ * member of a request body and, when its value is a plain non-empty array
+ * of in-range JSON integers, parses it without building a tree. Returns 1
+ * with the array's byte span [*start, *end) and *ids (malloc'd, *n
+ * entries); 0 when the member is absent, spelt with escapes, or anything
+ * about it is unusual (the general parser then decides, errors included);
+ * -1 on out of memory. It never judges the rest of the body: the caller
+ * still parses it all.
+ */
+int dw_proto_fast_ids(const char *body, size_t len, uint32_t vocab_size,
+    size_t *start, size_t *end, uint32_t **ids, uint32_t *n);
+
+/* dw_proto_parse_request with the fast path on or off (tests compare). */
+int dw_proto_parse_request_opt(const char *body, size_t len,
+    uint32_t vocab_size, int fast, dw_proto_req_t *req, dw_proto_err_t *err);
+
+#endif

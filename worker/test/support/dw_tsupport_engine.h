@@ -1,0 +1,68 @@
+/*
+ * Test support for the engine tests: a mock-backed engine, a collector of
+ * outputs per request, and a checker of the KV event stream's consistency.
+ */
+#ifndef DW_TSUPPORT_ENGINE_H
+#define DW_TSUPPORT_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dw_engine.h"
+
+#define DW_TS_MAX_REQS  512
+#define DW_TS_MAX_OUT   1024
+
+typedef struct {
+    int          submitted;
+    uint32_t     n_tokens;
+    uint32_t     tokens[DW_TS_MAX_OUT];
+    float        logprobs[DW_TS_MAX_OUT];
+    int          finished;          /* FINISH frames seen */
+    int          token_after_finish;
+    dw_output_t  fin;
+} dw_ts_req_t;
+
+/* every STORED/REMOVED seq hash seen, as a set; errors counted */
+typedef struct {
+    uint64_t  *set;
+    size_t     cap;
+    size_t     n;
+    uint64_t   stored;           /* blocks stored, removed */
+    uint64_t   removed;
+    uint64_t   events;
+    uint64_t   errors;           /* STORED twice, REMOVED absent */
+} dw_ts_kv_t;
+
+typedef struct {
+    dw_engine_t  *e;
+    dw_ts_req_t  *req;           /* DW_TS_MAX_REQS, indexed by id */
+    dw_ts_kv_t    kv;
+} dw_ts_eng_t;
+
+/* A model config for the mock: vocab, 2 layers, eos 2. */
+void dw_ts_mock_model(dw_config_t *mc, uint32_t vocab);
+
+/*
+ * An engine over the mock backend (logits_path: the engine samples from
+ * the mock's one-hot logits instead of taking next_ids). speedup 0: 1e9.
+ */
+int dw_ts_eng_mock(dw_ts_eng_t *t, const dw_engine_config_t *cfg,
+    uint32_t vocab, double speedup, int logits_path);
+/* An engine over any backend (taken over). */
+int dw_ts_eng_open(dw_ts_eng_t *t, const dw_engine_config_t *cfg,
+    dw_backend_t *be);
+void dw_ts_eng_close(dw_ts_eng_t *t);
+
+/* Submits a copy of prompt; returns dw_engine_submit's result. */
+int dw_ts_submit(dw_ts_eng_t *t, uint64_t id, const uint32_t *prompt,
+    uint32_t n, const dw_sampling_t *sp);
+/* Drains outputs and KV events into t. */
+void dw_ts_drain(dw_ts_eng_t *t);
+/* Steps (on this thread) until idle, draining; returns steps taken. */
+uint32_t dw_ts_run(dw_ts_eng_t *t);
+
+/* splitmix64 */
+uint64_t dw_ts_eng_rand(uint64_t *s);
+
+#endif

@@ -247,6 +247,14 @@ subtest '/metrics' => sub {
     is(metric($port, 'redis_connected'), 0, 'no redis');
 };
 
+# The cpu engine finishes 450 tokens of the tiny model in well under a
+# second, too fast to be sure to close mid-stream; the mock engine at its
+# modelled speed takes tens of ms per step.
+is(stop_worker($w), 0, 'cpu worker: SIGTERM, exit 0');
+my $m = start_worker('--model', $MODEL, '--engine', 'mock', '--redis',
+                     'none');
+$port = $m->{port};
+
 subtest 'client disconnect mid-stream cancels at once' => sub {
     my ($sock, $status) = open_stream($port, {
         token_ids => \@PROMPT, max_tokens => 450, ignore_eos => JSON::PP::true });
@@ -254,6 +262,7 @@ subtest 'client disconnect mid-stream cancels at once' => sub {
     my $first = read_chunk($sock);
     like($first, qr/^\{"t":\[\d+/, 'a token frame');
     is(metric($port, 'requests_in_flight'), 1, 'in flight');
+    ok(metric($port, 'kv_blocks_used') > 0, 'blocks in use');
     my $t0 = time;
     close $sock;
     ok(wait_until(sub {
@@ -266,13 +275,15 @@ subtest 'client disconnect mid-stream cancels at once' => sub {
     is(metric($port, 'requests_in_flight'), 0, 'nothing in flight');
     is(metric($port, 'kv_blocks_used'), 0, 'no blocks in use');
     is(metric($port, 'running_sequences'), 0, 'nothing running');
+    like(read_file($m->{out}), qr/^dynamo-worker: listening on \S+ worker_id=\d+ engine=mock/m,
+         'mock start line');
 };
 
 subtest 'SIGINT mid-stream: cancelled finish frame, exit 0' => sub {
     my ($sock) = open_stream($port, {
         token_ids => \@PROMPT, max_tokens => 450, ignore_eos => JSON::PP::true });
     ok(defined read_chunk($sock), 'streaming');
-    kill SIGINT, $w->{pid};
+    kill SIGINT, $m->{pid};
     my $last = '';
     while (defined(my $c = read_chunk($sock))) {
         last if $c eq '';
@@ -281,8 +292,9 @@ subtest 'SIGINT mid-stream: cancelled finish frame, exit 0' => sub {
     my @lines = split /\n/, $last;
     my $fin = eval { JSON::PP::decode_json($lines[-1]) } // {};
     is($fin->{finish}, 'cancelled', 'finish: cancelled');
-    is(stop_worker($w, 0), 0, 'exit 0');
-    like(read_file($w->{err}), qr/SIGINT: stopping/, 'logged');
+    ok($fin->{completion_tokens} < 450, 'before the end');
+    is(stop_worker($m, 0), 0, 'exit 0');
+    like(read_file($m->{err}), qr/SIGINT: stopping/, 'logged');
 };
 
 done_testing();

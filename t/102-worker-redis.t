@@ -30,6 +30,11 @@ my $rport = start_redis();
 
 sub key { return $NS . join '', @_ }
 
+sub resp {
+    return join '', '*' . scalar(@_) . "\r\n",
+                    map { '$' . length($_) . "\r\n$_\r\n" } @_;
+}
+
 sub members_u64 {
     my ($key) = @_;
     my $m = eval { redis_command('SMEMBERS', $key) } // [];
@@ -90,20 +95,29 @@ subtest 'KV events: the prompt blocks in the blocks set' => sub {
 };
 
 subtest 'load in alive:<id> while a request runs' => sub {
+    # the mock engine at its modelled speed: tens of ms per step, so the
+    # request is still running when we look
+    my $lw = start_worker('--model', $MODEL, '--engine', 'mock',
+                          '--redis', "127.0.0.1:$rport");
+    my $lid = $lw->{id};
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => $w->{port}) or die;
+                                     PeerPort => $lw->{port}) or die;
     my $json = JSON::PP::encode_json({ token_ids => \@PROMPT,
                                        max_tokens => 400,
                                        ignore_eos => JSON::PP::true });
     print $sock "POST /v1/generate HTTP/1.1\r\nHost: w\r\nContent-Length: "
                 . length($json) . "\r\n\r\n$json";
+    my $seen;
     ok(wait_until(sub {
-        (redis_command('GET', key('alive:', $id)) // '') =~ /^1 0 [1-9]\d* /
-    }, 3), 'running 1 with blocks');
+        $seen = redis_command('GET', key('alive:', $lid)) // '';
+        $seen =~ /^1 0 [1-9]\d* /
+    }, 3), "running 1 with blocks ($seen)");
     close $sock;
     ok(wait_until(sub {
-        (redis_command('GET', key('alive:', $id)) // '') =~ /^0 0 0 /
-    }, 3), 'idle again after the client left');
+        $seen = redis_command('GET', key('alive:', $lid)) // '';
+        $seen =~ /^0 0 0 /
+    }, 3), "idle again after the client left ($seen)");
+    is(stop_worker($lw), 0, 'exit 0');
 };
 
 subtest 'Redis restart: re-register and republish' => sub {
@@ -224,15 +238,14 @@ subtest 'AUTH and SELECT' => sub {
                           '--redis-password', 's3cret', '--redis-db', '3',
                           '--namespace', 'authns');
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => $port) or die;
-    print $sock "*2\r\n\$4\r\nAUTH\r\n\$6\r\ns3cret\r\n"
-                . "*2\r\n\$6\r\nSELECT\r\n\$1\r\n3\r\n"
-                . "*2\r\n\$8\r\nSMEMBERS\r\n\$19\r\ndyn:v1:authns:workers\r\n";
-    my @lines = map { scalar <$sock> } 1 .. 4;
+                                     PeerPort => $port, Timeout => 5)
+        or die;
+    print $sock map { resp(@$_) } [ 'AUTH', 's3cret' ], [ 'SELECT', '3' ],
+                [ 'SMEMBERS', 'dyn:v1:authns:workers' ];
+    my @lines = map { scalar <$sock> } 1 .. 5;
     close $sock;
     is($lines[2], "*1\r\n", 'one worker registered in db 3');
-    is($lines[3], "\$" . length($w2->{id}) . "\r\n",
-       'the worker id (length)');
+    is($lines[4], "$w2->{id}\r\n", 'the worker id');
     is(stop_worker($w2), 0, 'exit 0');
     kill SIGTERM, $pid;
     waitpid($pid, 0);

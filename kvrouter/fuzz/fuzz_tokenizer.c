@@ -1,7 +1,10 @@
 /*
  * libFuzzer target: the tokenizer. The first byte picks the mode:
- *   0: the rest is a tokenizer.json; when it loads, encode and decode a
- *      fixed text with it;
+ *   0: with bit 3 set, the rest is a tokenizer.json; when it loads,
+ *      encode and decode a fixed text with it. Else the next five bytes
+ *      pick a normalizer, pre-tokenizer, post-processor, decoder and model
+ *      options from lists of real-shaped ones, and the rest is the text
+ *      encoded (and decoded) with the combination;
  *   1-3: the rest is text, encoded by one of three tokenizers built at
  *      start-up (byte-level GPT-2 style with a Split regex and added
  *      tokens with lstrip/rstrip/single_word; sentencepiece style with
@@ -161,6 +164,116 @@ build(int which)
     return t;
 }
 
+static const char *const norms[] = {
+    "null", "{\"type\": \"NFC\"}", "{\"type\": \"NFKD\"}",
+    "{\"type\": \"Lowercase\"}",
+    "{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": false}",
+    "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\","
+    " \"prepend\": \"\\u2581\"}, {\"type\": \"Replace\", \"pattern\":"
+    " {\"String\": \" \"}, \"content\": \"\\u2581\"}]}",
+    "{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"\\\\d+\"},"
+    " \"content\": \"#\"}",
+    "{\"type\": \"NFKC\"}",
+};
+
+static const char *const pres[] = {
+    "null",
+    "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true,"
+    " \"use_regex\": true}",
+    "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\","
+    " \"pattern\": {\"Regex\": \"\\\\p{N}{1,3}| ?\\\\p{L}+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+    " \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\","
+    " \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}",
+    "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\":"
+    " \"first\", \"split\": true}",
+    "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\":"
+    " \"always\", \"split\": false}",
+    "{\"type\": \"Digits\", \"individual_digits\": false}",
+    "{\"type\": \"Punctuation\", \"behavior\": \"MergedWithPrevious\"}",
+    "{\"type\": \"Whitespace\"}", "{\"type\": \"WhitespaceSplit\"}",
+    "{\"type\": \"Split\", \"pattern\": {\"String\": \"a\"}, \"behavior\":"
+    " \"MergedWithNext\", \"invert\": true}",
+    "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[aeiou]+\"},"
+    " \"behavior\": \"Contiguous\", \"invert\": false}",
+    "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s\"},"
+    " \"behavior\": \"Removed\", \"invert\": false}",
+};
+
+static const char *const posts[] = {
+    "null", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}",
+    "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\":"
+    " {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\","
+    " \"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}],"
+    " \"pair\": [], \"special_tokens\": {\"<s>\": {\"id\": \"<s>\","
+    " \"ids\": [257, 257], \"tokens\": [\"<s>\", \"<s>\"]}}}",
+    "{\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", 2000], \"cls\": [\"<s>\", 257],"
+    " \"trim_offsets\": true, \"add_prefix_space\": true}",
+};
+
+static const char *const decs[] = {
+    "null", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}",
+    "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\","
+    " \"pattern\": {\"String\": \"\\u2581\"}, \"content\": \" \"}, {\"type\":"
+    " \"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": \"Strip\","
+    " \"content\": \" \", \"start\": 1, \"stop\": 0}]}",
+    "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\":"
+    " \"always\", \"split\": true}",
+    "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"ByteFallback\"},"
+    " {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true,"
+    " \"use_regex\": true}, {\"type\": \"Strip\", \"content\": \"a\","
+    " \"start\": 2, \"stop\": 0}]}",
+    "{\"type\": \"Fuse\"}",
+};
+
+static const char *const models[] = {
+    "\"byte_fallback\": true, \"fuse_unk\": true, \"unk_token\": \"<unk>\"",
+    "\"byte_fallback\": false, \"fuse_unk\": false, \"unk_token\": \"<unk>\"",
+    "\"ignore_merges\": true, \"unk_token\": null",
+    "\"byte_fallback\": true, \"unk_token\": null",
+};
+
+#define PICK(arr, b)  arr[(b) % (sizeof(arr) / sizeof(arr[0]))]
+
+/*
+ * A tokenizer from picked components. Vocab: the 256 byte-level chars
+ * (ids 0..255), U+2581, <s>, <unk>, </s>, <0xXX> bytes and a few merges.
+ */
+static kvr_tokenizer_t *
+combo(const uint8_t *pick)
+{
+    kvr_buf_t         b = {0};
+    kvr_tokenizer_t  *t = NULL;
+    char              err[256];
+
+    kvr_buf_append_str(&b, "{\"added_tokens\": [{\"id\": 257, \"content\": \"<s>\","
+        " \"special\": true, \"lstrip\": false, \"rstrip\": false,"
+        " \"single_word\": false, \"normalized\": false}, {\"id\": 259,"
+        " \"content\": \" ab\", \"special\": false, \"lstrip\": true,"
+        " \"rstrip\": true, \"single_word\": true, \"normalized\": true}],"
+        " \"normalizer\": ");
+    kvr_buf_append_str(&b, PICK(norms, pick[0]));
+    kvr_buf_append_str(&b, ", \"pre_tokenizer\": ");
+    kvr_buf_append_str(&b, PICK(pres, pick[1]));
+    kvr_buf_append_str(&b, ", \"post_processor\": ");
+    kvr_buf_append_str(&b, PICK(posts, pick[2]));
+    kvr_buf_append_str(&b, ", \"decoder\": ");
+    kvr_buf_append_str(&b, PICK(decs, pick[3]));
+    kvr_buf_append_str(&b, ", \"model\": {\"type\": \"BPE\", ");
+    kvr_buf_append_str(&b, PICK(models, pick[4]));
+    kvr_buf_append_str(&b, ", \"vocab\": {");
+    byte_vocab(&b);
+    kvr_buf_append_str(&b, ", \"\\u2581\": 256, \"<s>\": 257, \"<unk>\": 258,"
+        " \"</s>\": 2000, \" ab\": 259, \"ab\": 260, \"\\u2581a\": 261, \"\\u2581ab\": 262, \"\\u0120a\": 263");
+    fb_vocab(&b, 300);
+    kvr_buf_append_str(&b, "}, \"merges\": [\"a b\", \"\\u2581 a\", \"\\u2581a b\","
+        " \"\\u0120 a\"]}}");
+    if (kvr_tokenizer_load(b.data, b.len, NULL, 0, &t, err, sizeof(err)) != KVR_OK) {
+        t = NULL;
+    }
+    kvr_buf_free(&b);
+    return t;
+}
+
 static void
 init(void)
 {
@@ -230,7 +343,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mode = data[0] & 7;
     data++;
     size--;
-    if (mode == 0) {
+    if (mode == 0 && !(data[-1] & 8)) {
+        if (size < 5) {
+            return 0;
+        }
+        t = combo(data);
+        if (t != NULL) {
+            if (kvr_tokenizer_encode(t, (const char *) data + 5, size - 5,
+                                     KVR_TOK_ADD_SPECIAL, &ids) != KVR_OK)
+            {
+                abort();
+            }
+            decode_check(t, ids.ids, ids.n, 0);
+            decode_check(t, ids.ids, ids.n, KVR_TOK_SKIP_SPECIAL);
+            kvr_tokenizer_free(t);
+        }
+    } else if (mode == 0) {
         if (kvr_tokenizer_load((const char *) data, size, NULL, 0, &t, err,
                                sizeof(err)) == KVR_OK)
         {

@@ -20,7 +20,7 @@ struct json_t;
 
 typedef struct kvr_template_s  kvr_template_t;
 
-/* Compiles template source text. */
+/* Compiles template source text (at most 4 MiB). */
 int kvr_template_compile(const char *src, size_t len, kvr_template_t **out,
     char *err, size_t errlen);
 
@@ -28,7 +28,8 @@ int kvr_template_compile(const char *src, size_t len, kvr_template_t **out,
  * Compiles the chat template a model ships: tokenizer_config.json's
  * "chat_template" (a string, or a list of {name, template}; name NULL picks
  * "default", else the first), or DIR/chat_template.jinja when the config has
- * none. KVR_ERR_NOTFOUND when the model has no template.
+ * none. KVR_ERR_NOTFOUND when the model has no template, or none of that
+ * name.
  */
 int kvr_template_load_dir(const char *dir, const char *name,
     kvr_template_t **out, char *err, size_t errlen);

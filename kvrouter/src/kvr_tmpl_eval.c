@@ -5,7 +5,9 @@
  * either side is a string, `in` by === for lists and substring for
  * strings, member access falling back to the builtin methods.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* memmem */
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

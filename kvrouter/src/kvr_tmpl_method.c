@@ -5,7 +5,9 @@
  * upper-cases the first letter of each word, and a list's only attribute
  * is length), and the dispatcher of builtin calls.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* memmem */
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

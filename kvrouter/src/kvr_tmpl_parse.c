@@ -44,7 +44,7 @@ kvr_tmpl_p_nomem(kvr_tmpl_parser_t *p)
 kvr_tmpl_node_t *
 kvr_tmpl_p_mk(kvr_tmpl_parser_t *p, int kind, int line)
 {
-    kvr_tmpl_node_t  *n;
+    kvr_tmpl_node_t  *n = NULL;
 
     n = kvr_tmpl_alloc(p->a, sizeof(*n));
     if (n) {
@@ -129,7 +129,7 @@ kvr_tmpl_parse_args(kvr_tmpl_parser_t *p, int params, kvr_tmpl_node_t ***out,
                     size_t *nout)
 {
     kvr_tmpl_nlist_t           l = { 0 };
-    kvr_tmpl_node_t  *arg, *kw, *sp;
+    kvr_tmpl_node_t  *arg = NULL, *kw = NULL, *sp = NULL;
     size_t            i;
     int               rc, saw_kw, saw_spread, kwspread, spread, line;
 
@@ -267,7 +267,7 @@ int
 kvr_tmpl_parse_seq(kvr_tmpl_parser_t *p, int primary, kvr_tmpl_node_t **out)
 {
     kvr_tmpl_nlist_t           l = { 0 };
-    kvr_tmpl_node_t  *e, *t;
+    kvr_tmpl_node_t  *e = NULL, *t = NULL;
     int               rc, line;
 
     line = KVR_TMPL_TOK(p)->line;
@@ -308,7 +308,7 @@ kvr_tmpl_parse_seq(kvr_tmpl_parser_t *p, int primary, kvr_tmpl_node_t **out)
 static int
 parse_member_args(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *sl[3], *e, *s;
+    kvr_tmpl_node_t  *sl[3], *e = NULL, *s = NULL;
     size_t            n;
     int               rc, slice, line;
 
@@ -362,7 +362,7 @@ parse_member_args(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_member(kvr_tmpl_parser_t *p, kvr_tmpl_node_t *obj, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *m, *prop;
+    kvr_tmpl_node_t  *m = NULL, *prop = NULL;
     int               rc, computed, line;
 
     while (kvr_tmpl_p_is(p, TK_DOT) || kvr_tmpl_p_is(p, TK_LBRACKET)) {
@@ -403,7 +403,7 @@ static int
 parse_call(kvr_tmpl_parser_t *p, kvr_tmpl_node_t *callee,
            kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *c, *e;
+    kvr_tmpl_node_t  *c = NULL, *e = NULL;
     int               rc;
 
     KVR_TMPL_PENTER(p);
@@ -429,7 +429,7 @@ parse_call(kvr_tmpl_parser_t *p, kvr_tmpl_node_t *callee,
 static int
 parse_call_member(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *e;
+    kvr_tmpl_node_t  *e = NULL;
     int               rc;
 
     rc = kvr_tmpl_parse_primary(p, &e);
@@ -449,7 +449,7 @@ static int
 parse_unary_sign(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
     const kvr_tmpl_tok_t  *t = KVR_TMPL_TOK(p);
-    kvr_tmpl_node_t       *u;
+    kvr_tmpl_node_t       *u = NULL;
     int                    rc;
 
     if ((t->type == TK_UNARY || t->type == TK_ADD) && t->n == 1
@@ -475,7 +475,7 @@ int
 kvr_tmpl_parse_filter_spec(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out,
                            int *fid)
 {
-    kvr_tmpl_node_t  *f;
+    kvr_tmpl_node_t  *f = NULL;
     int               rc, line;
 
     line = KVR_TMPL_TOK(p)->line;
@@ -507,7 +507,7 @@ kvr_tmpl_parse_filter_spec(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out,
 static int
 parse_filter(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *e, *f;
+    kvr_tmpl_node_t  *e = NULL, *f = NULL;
     int               rc, line;
 
     rc = parse_unary_sign(p, &e);
@@ -531,7 +531,7 @@ parse_filter(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_test(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *e, *t, *name;
+    kvr_tmpl_node_t  *e = NULL, *t = NULL, *name = NULL;
     int               rc, line, neg;
 
     rc = parse_filter(p, &e);
@@ -596,7 +596,7 @@ static int
 mkbin(kvr_tmpl_parser_t *p, int op, int line, kvr_tmpl_node_t *l,
       kvr_tmpl_node_t *r, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *b;
+    kvr_tmpl_node_t  *b = NULL;
 
     b = kvr_tmpl_p_mk(p, N_BINARY, line);
     if (b == NULL) {
@@ -612,7 +612,7 @@ mkbin(kvr_tmpl_parser_t *p, int op, int line, kvr_tmpl_node_t *l,
 static int
 parse_power(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *l, *r;
+    kvr_tmpl_node_t  *l = NULL, *r = NULL;
     int               rc, line;
 
     rc = parse_test(p, &l);
@@ -633,7 +633,7 @@ parse_power(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_mul(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *l, *r;
+    kvr_tmpl_node_t  *l = NULL, *r = NULL;
     int               rc, line, op;
 
     rc = parse_power(p, &l);
@@ -655,7 +655,7 @@ parse_mul(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_add(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *l, *r;
+    kvr_tmpl_node_t  *l = NULL, *r = NULL;
     int               rc, line, op;
 
     rc = parse_mul(p, &l);
@@ -677,7 +677,7 @@ parse_add(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_compare(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *l, *r;
+    kvr_tmpl_node_t  *l = NULL, *r = NULL;
     int               rc, line, op;
 
     rc = parse_add(p, &l);
@@ -711,7 +711,7 @@ parse_compare(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_not(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *u;
+    kvr_tmpl_node_t  *u = NULL;
     int               rc, line;
 
     u = NULL;
@@ -740,7 +740,7 @@ parse_not(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_and(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *l, *r;
+    kvr_tmpl_node_t  *l = NULL, *r = NULL;
     int               rc, line;
 
     rc = parse_not(p, &l);
@@ -761,7 +761,7 @@ parse_and(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_or(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *l, *r;
+    kvr_tmpl_node_t  *l = NULL, *r = NULL;
     int               rc, line;
 
     rc = parse_and(p, &l);
@@ -782,7 +782,7 @@ parse_or(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 static int
 parse_if_expr(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *a, *t, *n;
+    kvr_tmpl_node_t  *a = NULL, *t = NULL, *n = NULL;
     int               rc, line;
 
     rc = parse_or(p, &a);
@@ -836,7 +836,7 @@ int
 kvr_tmpl_parse_primary(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
     const kvr_tmpl_tok_t  *t;
-    kvr_tmpl_node_t       *n, *e, *v;
+    kvr_tmpl_node_t       *n = NULL, *e = NULL, *v = NULL;
     kvr_tmpl_nlist_t                keys = { 0 }, vals = { 0 };
     size_t                 len;
     char                  *s, *num;

@@ -41,7 +41,7 @@ parse_body(kvr_tmpl_parser_t *p, const char *a, const char *b, const char *c,
     kvr_tmpl_node_t ***out, size_t *nout)
 {
     kvr_tmpl_nlist_t           l = { 0 };
-    kvr_tmpl_node_t  *n;
+    kvr_tmpl_node_t  *n = NULL;
     int               rc;
 
     while (!is_stmt(p, a, b, c)) {
@@ -92,7 +92,7 @@ end_stmt(kvr_tmpl_parser_t *p, const char *name)
 static int
 parse_if(kvr_tmpl_parser_t *p, int line, kvr_tmpl_node_t **out)
 {
-    kvr_tmpl_node_t  *n, *elif;
+    kvr_tmpl_node_t  *n = NULL, *elif = NULL;
     int               rc;
 
     KVR_TMPL_PENTER(p);
@@ -229,7 +229,7 @@ static int
 parse_stmt(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
     const kvr_tmpl_tok_t  *t;
-    kvr_tmpl_node_t       *n, *callee, *f;
+    kvr_tmpl_node_t       *n = NULL, *callee = NULL, *f = NULL;
     int                    rc, line, fid;
 
     rc = kvr_tmpl_p_expect(p, TK_OPEN_STMT, "'{%'");
@@ -432,7 +432,7 @@ static int
 parse_any(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
     const kvr_tmpl_tok_t  *t = KVR_TMPL_TOK(p);
-    kvr_tmpl_node_t       *n;
+    kvr_tmpl_node_t       *n = NULL;
     int                    rc;
 
     switch (t->type) {
@@ -468,7 +468,7 @@ kvr_tmpl_parse(kvr_tmpl_arena_t *a, const kvr_tmpl_tok_t *toks, size_t ntoks,
 {
     kvr_tmpl_parser_t          p;
     kvr_tmpl_nlist_t           l = { 0 };
-    kvr_tmpl_node_t  *n;
+    kvr_tmpl_node_t  *n = NULL;
     int               rc;
 
     memset(&p, 0, sizeof(p));

@@ -36,6 +36,9 @@ struct kvr_detok_s {
     kvr_buf_t               a;
     kvr_buf_t               b;
     int                     fallback;   /* the decoders include ByteFallback */
+    int                     strip;      /* largest Strip decoder start */
+    const char             *strip_c;    /* its content (UTF-8) */
+    size_t                  strip_len;
 };
 
 kvr_detok_t *
@@ -50,6 +53,11 @@ kvr_detok_create(const kvr_tokenizer_t *t, unsigned flags)
         d->flags = flags;
         for (i = 0; i < t->ndecs; i++) {
             d->fallback |= t->decs[i].type == KVR_DEC_BYTEFALLBACK;
+            if (t->decs[i].type == KVR_DEC_STRIP && t->decs[i].start > d->strip) {
+                d->strip = t->decs[i].start;
+                d->strip_c = t->decs[i].a;
+                d->strip_len = t->decs[i].alen;
+            }
         }
     }
     return d;
@@ -123,6 +131,37 @@ kvr_detok_reset(kvr_detok_t *d, const uint32_t *prompt, size_t n)
     return KVR_OK;
 }
 
+/*
+ * May the window start at ids[from]? The diff is right when the decoders
+ * treat the window's first token alike with and without the new ids. A
+ * Strip decoder with start > 1 after Fuse strips past the window's first
+ * text when that is shorter than start and all strip characters: then the
+ * window stays longer.
+ */
+static int
+can_start(kvr_detok_t *d, size_t from)
+{
+    size_t  i, n;
+
+    if (d->strip <= 1) {
+        return 1;
+    }
+    kvr_buf_reset(&d->a);
+    if (kvr_tok_decode_ids(d->t, d->ids + from, d->n - from, d->flags, &d->a)
+        != KVR_OK)
+    {
+        return 0;
+    }
+    n = 0;
+    for (i = 0; i + d->strip_len <= d->a.len && n < (size_t) d->strip; n++) {
+        if (memcmp(d->a.data + i, d->strip_c, d->strip_len) != 0) {
+            return 1;
+        }
+        i += d->strip_len;
+    }
+    return n == (size_t) d->strip;  /* stripping ends inside the token */
+}
+
 /* Emits what ids[prefix..n) adds beyond ids[prefix..read); final: no hold. */
 static int
 step(kvr_detok_t *d, kvr_buf_t *out, int final)
@@ -157,7 +196,9 @@ step(kvr_detok_t *d, kvr_buf_t *out, int final)
         d->sent = k - d->a.len;
     }
     if (k == d->b.len) {
-        d->prefix = d->read;
+        if (can_start(d, d->read)) {
+            d->prefix = d->read;
+        }
         d->read = d->n;
         d->sent = 0;
     }

@@ -216,13 +216,14 @@ text_piece(kvr_tok_ctx_t *c, const char *s, size_t len, int first,
 {
     const kvr_tokenizer_t  *t = c->t;
     kvr_buf_t              *nb = arg;
-    int                     rc;
+    int                     rc, cut = 0;
 
     if (t->nnorms > 0) {
-        rc = kvr_tok_normalize(t, s, len, &nb[0], &nb[1], c->md);
+        rc = kvr_tok_normalize(t, s, len, &nb[0], &nb[1], c->md, &cut);
         if (rc != KVR_OK) {
             return rc;
         }
+        first &= !cut;
         s = nb[0].data;
         len = nb[0].len;
     }

@@ -351,11 +351,16 @@ typedef struct {
     size_t                 bcap;
 } kvr_tok_ctx_t;
 
-/* kvr_tok_norm.c: out gets the normalized text (replaced); md may be NULL. */
+/*
+ * kvr_tok_norm.c: out gets the normalized text (replaced); md may be NULL.
+ * *cut is set when the text's first character was removed (left Strip,
+ * Replace with "" at 0): the normalized text then no longer starts at the
+ * piece's original offset (Metaspace's prepend_scheme "first" looks).
+ */
 int kvr_tok_normalize(const kvr_tokenizer_t *t, const char *s, size_t len,
-    kvr_buf_t *out, kvr_buf_t *tmp, pcre2_match_data *md);
+    kvr_buf_t *out, kvr_buf_t *tmp, pcre2_match_data *md, int *cut);
 int kvr_tok_norm_apply(const kvr_tok_norm_t *n, const char *s, size_t len,
-    kvr_buf_t *out, pcre2_match_data *md);
+    kvr_buf_t *out, pcre2_match_data *md, int *cut);
 
 /* kvr_tok_pretok.c: runs stage i over one split, feeding BPE at the end. */
 int kvr_tok_pretok(kvr_tok_ctx_t *c, size_t stage, const char *s, size_t len,

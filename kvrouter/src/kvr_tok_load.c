@@ -1,6 +1,7 @@
 /*
  * kvrouter tokenizer: loading tokenizer.json (model, vocabulary, merges,
- * added tokens) and tokenizer_config.json; the accessors; free.
+ * added tokens) and tokenizer_config.json; free. Accessors are in
+ * kvr_tok_api.c, the pipeline components' loaders in kvr_tok_load_comp.c.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -309,12 +310,23 @@ load_model(kvr_tokenizer_t *t, json_t *m, const kvr_tok_json_parts_t *parts,
     return KVR_OK;
 }
 
+/*
+ * Added tokens get their ids as HF's AddedVocabulary::add_tokens gives
+ * them (the "id" in the file is only checked there, with a warning): the
+ * id of an earlier added token with the same content, else the vocab id,
+ * else the next id after max(vocab entries - 1, largest added id). Real
+ * files agree with this; a file that does not gets HF's ids, not its own.
+ * Empty contents are ignored; a later entry with the same content takes
+ * over the earlier one's options.
+ */
 static int
 load_added(kvr_tokenizer_t *t, json_t *arr, char *err, size_t errlen)
 {
-    size_t            i, n = json_array_size(arr);
+    size_t            i, j, n = json_array_size(arr);
     json_t           *a, *c, *id;
-    kvr_tok_added_t  *x;
+    kvr_tok_added_t  *x, y;
+    uint32_t          vid, next;
+    int64_t           max = -1;
 
     if (n == 0) {
         return KVR_OK;
@@ -333,21 +345,55 @@ load_added(kvr_tokenizer_t *t, json_t *arr, char *err, size_t errlen)
         {
             return kvr_tok_fail(err, errlen, "tokenizer.json: bad added token %zu", i);
         }
-        x = &t->added[t->nadded++];
-        x->id = (uint32_t) json_integer_value(id);
-        x->len = (uint32_t) json_string_length(c);
-        x->special = json_is_true(json_object_get(a, "special"));
-        x->lstrip = json_is_true(json_object_get(a, "lstrip"));
-        x->rstrip = json_is_true(json_object_get(a, "rstrip"));
-        x->single_word = json_is_true(json_object_get(a, "single_word"));
-        x->normalized = json_is_true(json_object_get(a, "normalized"));
-        if (x->id + 1 > t->ntok) {
-            t->ntok = x->id + 1;
+        if (json_string_length(c) == 0) {
+            continue;
         }
-        x->off = (uint32_t) t->arena.len;
-        if (kvr_buf_append(&t->arena, json_string_value(c), x->len) != KVR_OK) {
+        memset(&y, 0, sizeof(y));
+        y.len = (uint32_t) json_string_length(c);
+        y.special = json_is_true(json_object_get(a, "special"));
+        y.lstrip = json_is_true(json_object_get(a, "lstrip"));
+        y.rstrip = json_is_true(json_object_get(a, "rstrip"));
+        y.single_word = json_is_true(json_object_get(a, "single_word"));
+        y.normalized = json_is_true(json_object_get(a, "normalized"));
+        for (j = 0; j < t->nadded; j++) {
+            if (t->added[j].len == y.len
+                && memcmp(t->arena.data + t->added[j].off, json_string_value(c),
+                          y.len) == 0)
+            {
+                break;
+            }
+        }
+        if (j < t->nadded) {        /* same content: same id, new options */
+            y.id = t->added[j].id;
+            y.off = t->added[j].off;
+            t->added[j] = y;
+            continue;
+        }
+        vid = kvr_tok_smap_get(&t->vocab, json_string_value(c), y.len);
+        if (vid != KVR_TOK_NONE) {
+            y.id = vid;
+        } else {
+            next = (uint32_t) t->vocab.n;
+            if (max >= (int64_t) t->vocab.n || t->vocab.n == 0) {
+                next = (uint32_t) (max + 1);
+            }
+            y.id = next;
+        }
+        if ((int64_t) y.id > max) {
+            max = y.id;
+        }
+        if (y.id >= 1u << 31) {
+            return kvr_tok_fail(err, errlen, "tokenizer.json: too many added tokens");
+        }
+        if (y.id + 1 > t->ntok) {
+            t->ntok = y.id + 1;
+        }
+        y.off = (uint32_t) t->arena.len;
+        if (kvr_buf_append(&t->arena, json_string_value(c), y.len) != KVR_OK) {
             return KVR_ERR_NOMEM;
         }
+        x = &t->added[t->nadded++];
+        *x = y;
     }
     return KVR_OK;
 }
@@ -360,7 +406,7 @@ finish(kvr_tokenizer_t *t)
     kvr_tok_added_t  *x;
     kvr_buf_t         nb = {0}, tmp = {0};
     const char       *k;
-    int               rc = KVR_OK;
+    int               rc = KVR_OK, cut = 0;
 
     t->tok_off = calloc(t->ntok + 1, sizeof(uint32_t));
     t->tok_len = calloc(t->ntok + 1, sizeof(uint32_t));
@@ -384,7 +430,7 @@ finish(kvr_tokenizer_t *t)
         }
         /* normalized tokens are matched on normalized text, as normalized */
         t->has_norm = 1;
-        rc = kvr_tok_normalize(t, k, x->len, &nb, &tmp, NULL);
+        rc = kvr_tok_normalize(t, k, x->len, &nb, &tmp, NULL, &cut);
         if (rc == KVR_OK) {
             rc = kvr_tok_trie_add(&t->trie_norm, nb.data ? nb.data : "",
                                   nb.len, (int32_t) i);
@@ -657,96 +703,4 @@ kvr_tokenizer_free(kvr_tokenizer_t *t)
     free(t->bos);
     free(t->eos);
     free(t);
-}
-
-size_t
-kvr_tokenizer_vocab_size(const kvr_tokenizer_t *t)
-{
-    return t->ntok;
-}
-
-int64_t
-kvr_tokenizer_token_to_id(const kvr_tokenizer_t *t, const char *tok,
-    size_t len)
-{
-    size_t    i;
-    uint32_t  id;
-
-    for (i = 0; i < t->nadded; i++) {
-        if (t->added[i].len == len
-            && memcmp(t->arena.data + t->added[i].off, tok, len) == 0)
-        {
-            return t->added[i].id;
-        }
-    }
-    id = kvr_tok_smap_get(&t->vocab, tok, len);
-    return id == KVR_TOK_NONE ? -1 : (int64_t) id;
-}
-
-const char *
-kvr_tokenizer_id_to_token(const kvr_tokenizer_t *t, uint32_t id, size_t *len)
-{
-    if (id >= t->ntok || !(t->tok_flags[id] & 1)) {
-        *len = 0;
-        return NULL;
-    }
-    *len = t->tok_len[id];
-    return t->arena.data + t->tok_off[id];
-}
-
-int
-kvr_tokenizer_is_special(const kvr_tokenizer_t *t, uint32_t id)
-{
-    return id < t->ntok && (t->tok_flags[id] & 2) != 0;
-}
-
-const char *
-kvr_tokenizer_bos_token(const kvr_tokenizer_t *t)
-{
-    return t->bos;
-}
-
-const char *
-kvr_tokenizer_eos_token(const kvr_tokenizer_t *t)
-{
-    return t->eos;
-}
-
-int64_t
-kvr_tokenizer_bos_id(const kvr_tokenizer_t *t)
-{
-    return t->bos_id;
-}
-
-int64_t
-kvr_tokenizer_eos_id(const kvr_tokenizer_t *t)
-{
-    return t->eos_id;
-}
-
-int
-kvr_ids_push(kvr_ids_t *v, uint32_t id)
-{
-    uint32_t  *p;
-    size_t     cap;
-
-    if (v->n == v->cap) {
-        cap = v->cap ? v->cap * 2 : 64;
-        p = realloc(v->ids, cap * sizeof(uint32_t));
-        if (p == NULL) {
-            return KVR_ERR_NOMEM;
-        }
-        v->ids = p;
-        v->cap = cap;
-    }
-    v->ids[v->n++] = id;
-    return KVR_OK;
-}
-
-void
-kvr_ids_free(kvr_ids_t *v)
-{
-    free(v->ids);
-    v->ids = NULL;
-    v->n = v->cap = 0;
 }

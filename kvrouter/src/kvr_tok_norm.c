@@ -90,7 +90,8 @@ lowercase(const char *s, size_t len, kvr_buf_t *out)
 }
 
 static int
-strip(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out)
+strip(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out,
+    int *cut)
 {
     size_t    b = 0, e = len, cl, j;
     uint32_t  c;
@@ -117,12 +118,13 @@ strip(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out)
             e = j;
         }
     }
+    *cut |= b > 0;
     return kvr_buf_append(out, s + b, e - b);
 }
 
 static int
 replace(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out,
-    pcre2_match_data *md)
+    pcre2_match_data *md, int *cut)
 {
     size_t       i = 0, ms, me;
     const char  *p;
@@ -139,6 +141,7 @@ replace(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out,
             if (p == NULL) {
                 break;
             }
+            *cut |= p == s && n->blen == 0;
             memcpy(out->data + out->len, s + i, (size_t) (p - s) - i);
             out->len += (size_t) (p - s) - i;
             memcpy(out->data + out->len, n->b, n->blen);
@@ -155,6 +158,7 @@ replace(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out,
         if (rc == 0) {
             break;
         }
+        *cut |= ms == 0 && n->blen == 0;
         if (kvr_buf_append(out, s + i, ms - i) != KVR_OK
             || kvr_buf_append(out, n->b, n->blen) != KVR_OK)
         {
@@ -167,7 +171,7 @@ replace(const kvr_tok_norm_t *n, const char *s, size_t len, kvr_buf_t *out,
 
 int
 kvr_tok_norm_apply(const kvr_tok_norm_t *n, const char *s, size_t len,
-    kvr_buf_t *out, pcre2_match_data *md)
+    kvr_buf_t *out, pcre2_match_data *md, int *cut)
 {
     kvr_buf_reset(out);
     switch (n->type) {
@@ -177,11 +181,11 @@ kvr_tok_norm_apply(const kvr_tok_norm_t *n, const char *s, size_t len,
         }
         return kvr_buf_append(out, s, len);
     case KVR_NORM_REPLACE:
-        return replace(n, s, len, out, md);
+        return replace(n, s, len, out, md, cut);
     case KVR_NORM_LOWER:
         return lowercase(s, len, out);
     case KVR_NORM_STRIP:
-        return strip(n, s, len, out);
+        return strip(n, s, len, out, cut);
     default:
         return unicode_form(n->type, s, len, out);
     }
@@ -189,7 +193,7 @@ kvr_tok_norm_apply(const kvr_tok_norm_t *n, const char *s, size_t len,
 
 int
 kvr_tok_normalize(const kvr_tokenizer_t *t, const char *s, size_t len,
-    kvr_buf_t *out, kvr_buf_t *tmp, pcre2_match_data *umd)
+    kvr_buf_t *out, kvr_buf_t *tmp, pcre2_match_data *umd, int *cut)
 {
     pcre2_match_data  *md = umd;
     kvr_buf_t          swap;
@@ -207,7 +211,7 @@ kvr_tok_normalize(const kvr_tokenizer_t *t, const char *s, size_t len,
                 return KVR_ERR_NOMEM;
             }
         }
-        rc = kvr_tok_norm_apply(&t->norms[i], out->data, out->len, tmp, md);
+        rc = kvr_tok_norm_apply(&t->norms[i], out->data, out->len, tmp, md, cut);
         swap = *out;
         *out = *tmp;
         *tmp = swap;

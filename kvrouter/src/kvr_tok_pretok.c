@@ -292,7 +292,8 @@ metaspace(kvr_tok_ctx_t *c, size_t stage, const kvr_tok_pre_t *p,
     if (p->prepend == KVR_PREPEND_ALWAYS
         || (p->prepend == KVR_PREPEND_FIRST && first))
     {
-        if (len < p->repllen || memcmp(s, p->repl, p->repllen) != 0) {
+        /* HF checks after replacing spaces: a leading space counts */
+        if (s[0] != ' ' && (len < p->repllen || memcmp(s, p->repl, p->repllen) != 0)) {
             if (kvr_buf_append(b, p->repl, p->repllen) != KVR_OK) {
                 return KVR_ERR_NOMEM;
             }

@@ -70,11 +70,11 @@ typedef struct {
 } bw_job_t;
 
 static void
-bw_run(void *arg, uint32_t tid, uint32_t nth)
+bw_run(void *arg, uint32_t chunk, uint32_t chunks)
 {
     bw_job_t     *j = arg;
-    size_t        a = j->n * tid / nth / 64 * 64;
-    size_t        b = j->n * (tid + 1) / nth / 64 * 64;
+    size_t        a = j->n * chunk / chunks / 64 * 64;
+    size_t        b = j->n * (chunk + 1) / chunks / 64 * 64;
     size_t        i;
 #if defined(__AVX2__)
     __m256        s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
@@ -91,14 +91,14 @@ bw_run(void *arg, uint32_t tid, uint32_t nth)
     }
     _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0, s1),
                                       _mm256_add_ps(s2, s3)));
-    j->sink[tid % 64] = t[0] + t[7];
+    j->sink[chunk % 64] = t[0] + t[7];
 #else
     float  s = 0;
 
     for (i = a; i < b; i++) {
         s += j->buf[i];
     }
-    j->sink[tid % 64] = s;
+    j->sink[chunk % 64] = s;
 #endif
 }
 
@@ -126,7 +126,7 @@ measure_bw(uint32_t threads)
     j.n = n;
     for (r = 0; r < 5; r++) {
         t = now_s();
-        dw_pool_run(p, bw_run, &j);
+        dw_pool_run(p, bw_run, &j, threads);
         t = now_s() - t;
         if (n * 4.0 / t / 1e9 > best) {
             best = n * 4.0 / t / 1e9;
@@ -368,7 +368,7 @@ main(int argc, char **argv)
     dw_backend_t      *be;
     dw_backend_opts_t  bo;
     bn_row_t           row;
-    double             bw, gf, bound;
+    double             bw, gf, bound, b1;
     uint64_t           wb, lp;
     uint32_t           i, k, maxb;
     int                a, rc = 0;
@@ -481,6 +481,7 @@ main(int argc, char **argv)
                  dw_dtype_name(m->cfg.dtype));
         wb = weight_bytes(m, &lp);
         bound = bw * 1e9 / wb;
+        b1 = 0;
         jm = json_pack("{s:s, s:s, s:I, s:I, s:f, s:[]}", "model",
                        o.models[i], "dtype", dw_dtype_name(m->cfg.dtype),
                        "layer_params", (json_int_t) lp, "weight_bytes",
@@ -497,14 +498,20 @@ main(int argc, char **argv)
                    row.batch, row.prefill_tps, row.prefill_gflops,
                    row.decode_tps);
             if (row.batch == 1) {
+                b1 = row.decode_tps;
                 printf(" %12.1f (%.0f%%)", bound,
                        100.0 * row.decode_tps / bound);
+            } else if (b1 > 0) {
+                printf(" %12s x%.1f of batch 1", "", row.decode_tps / b1);
             }
             printf("\n");
             fflush(stdout);
-            jr = json_pack("{s:i, s:f, s:f, s:f}", "batch", (int) row.batch,
-                           "prefill_tps", row.prefill_tps, "prefill_gflops",
-                           row.prefill_gflops, "decode_tps", row.decode_tps);
+            jr = json_pack("{s:i, s:f, s:f, s:f, s:f}", "batch",
+                           (int) row.batch, "prefill_tps", row.prefill_tps,
+                           "prefill_gflops", row.prefill_gflops,
+                           "decode_tps", row.decode_tps,
+                           "decode_vs_batch1",
+                           b1 > 0 ? row.decode_tps / b1 : 0.0);
             json_array_append_new(json_object_get(jm, "rows"), jr);
         }
         json_array_append_new(json_object_get(root, "models"), jm);

@@ -164,15 +164,6 @@ main(int argc, char **argv)
         wc.redis_password = o.redis_password;
         wc.redis_db = o.redis_db;
         wc.ns = o.ns;
-        if (o.advertise != NULL && o.num_workers > 1
-            && strchr(o.advertise, ':') != NULL)
-        {
-            fprintf(stderr, "dynamo-worker: --advertise-addr with "
-                    "--num-workers takes a host only (each worker adds "
-                    "its port)\n");
-            dw_engine_destroy(e);
-            goto fail;
-        }
         if (dw_server_add_worker(srv, &wc, e, &w, err, sizeof(err)) != 0) {
             fprintf(stderr, "dynamo-worker: %s\n", err);
             goto fail;

@@ -55,7 +55,8 @@ cpu_reserve(dw_cpu_t *c, uint32_t rows, uint32_t seqs, uint32_t ctx)
             || grow((void **) &c->g, r * im * 4)
             || grow((void **) &c->u, r * im * 4)
             || grow((void **) &c->row_pos, r * 4)
-            || grow((void **) &c->row_seq, r * 4))
+            || grow((void **) &c->row_seq, r * 4)
+            || grow((void **) &c->rope_cs, r * c->m->cfg.head_dim * 4))
         {
             return -1;
         }
@@ -70,7 +71,9 @@ cpu_reserve(dw_cpu_t *c, uint32_t rows, uint32_t seqs, uint32_t ctx)
         c->cap_seqs = seqs;
     }
     if (ctx > c->cap_ctx) {
-        if (grow((void **) &c->scores, (size_t) c->nth * ctx * 4)) {
+        if (grow((void **) &c->scores,
+                 (size_t) DW_CPU_ATTN_CHUNKS(c) * ctx * 4))
+        {
             return -1;
         }
         c->cap_ctx = ctx;
@@ -190,14 +193,18 @@ typedef struct {
 } swiglu_job_t;
 
 static void
-swiglu_run(void *arg, uint32_t tid, uint32_t nth)
+swiglu_run(void *arg, uint32_t chunk, uint32_t chunks)
 {
     swiglu_job_t  *j = arg;
     size_t         im = j->c->m->cfg.intermediate_size;
-    size_t         n = (size_t) j->rows * im;
-    size_t         a = n * tid / nth, b = n * (tid + 1) / nth;
+    size_t         r, a = (size_t) j->rows * chunk / chunks;
+    size_t         b = (size_t) j->rows * (chunk + 1) / chunks;
 
-    dw_kern_swiglu(j->c->g + a, j->c->g + a, j->c->u + a, (uint32_t) (b - a));
+    /* whole rows per thread (see dw_kern_swiglu) */
+    for (r = a; r < b; r++) {
+        dw_kern_swiglu(j->c->g + r * im, j->c->g + r * im, j->c->u + r * im,
+                       (uint32_t) im);
+    }
 }
 
 static void
@@ -213,6 +220,7 @@ cpu_layer(dw_cpu_t *c, const dw_step_t *st, uint32_t l, uint32_t rows,
     size_t              off;
     const dw_seq_step_t *s;
     swiglu_job_t        sj;
+    const float        *cs;
 
     for (r = 0; r < rows; r++) {
         dw_kern_rmsnorm(c->xn + (size_t) r * h, c->x + (size_t) r * h,
@@ -232,13 +240,14 @@ cpu_layer(dw_cpu_t *c, const dw_step_t *st, uint32_t l, uint32_t rows,
     V = K + c->kv_pool;
     for (r = 0; r < rows; r++) {
         p = c->row_pos[r];
+        cs = c->rope_cs + (size_t) r * hd;
         for (i = 0; i < cfg->n_heads; i++) {
             float  *qh = c->q + (size_t) r * c->qd + (size_t) i * hd;
 
             if (L->q_norm != NULL) {
                 dw_kern_rmsnorm(qh, qh, L->q_norm, hd, cfg->rms_eps);
             }
-            dw_kern_rope(qh, hd, c->inv_freq, p);
+            dw_kern_rope_apply(qh, hd, cs);
         }
         for (i = 0; i < cfg->n_kv_heads; i++) {
             float  *kh = c->k + (size_t) r * c->kvd + (size_t) i * hd;
@@ -246,7 +255,7 @@ cpu_layer(dw_cpu_t *c, const dw_step_t *st, uint32_t l, uint32_t rows,
             if (L->k_norm != NULL) {
                 dw_kern_rmsnorm(kh, kh, L->k_norm, hd, cfg->rms_eps);
             }
-            dw_kern_rope(kh, hd, c->inv_freq, p);
+            dw_kern_rope_apply(kh, hd, cs);
         }
         s = &st->seqs[c->row_seq[r]];
         off = ((size_t) s->blocks[p / c->bs] * c->bs + p % c->bs) * c->kvd;
@@ -269,10 +278,12 @@ cpu_layer(dw_cpu_t *c, const dw_step_t *st, uint32_t l, uint32_t rows,
     dw_cpu_mm(c, c->xn, h, rows, n_gemm, o, 2);
     sj.c = c;
     sj.rows = rows;
-    if ((size_t) rows * cfg->intermediate_size < DW_CPU_INLINE_WORK / 16) {
+    if (rows == 1
+        || (size_t) rows * cfg->intermediate_size < DW_CPU_INLINE_WORK / 16)
+    {
         swiglu_run(&sj, 0, 1);
     } else {
-        dw_pool_run(c->pool, swiglu_run, &sj);
+        dw_pool_run(c->pool, swiglu_run, &sj, 4 * c->nth);
     }
     o[0] = (dw_mm_out_t) { &L->down, c->tmp, h };
     dw_cpu_mm(c, c->g, cfg->intermediate_size, rows, n_gemm, o, 1);
@@ -295,6 +306,11 @@ cpu_forward(dw_backend_t *be, dw_step_t *st)
         return -1;
     }
     rows = (uint32_t) n;
+    /* cos/sin of each row's position, shared by every head and layer */
+    for (r = 0; r < rows; r++) {
+        dw_kern_rope_table(c->rope_cs + (size_t) r * cfg->head_dim,
+                           cfg->head_dim, c->inv_freq, c->row_pos[r]);
+    }
     for (i = 0; i < st->n_seqs; i++) {
         s = &st->seqs[i];
         for (t = 0; t < s->n_tokens; t++) {
@@ -362,6 +378,7 @@ cpu_destroy(dw_backend_t *be)
         free(c->u);
         free(c->row_pos);
         free(c->row_seq);
+        free(c->rope_cs);
         free(c->seq_row);
         free(c->seg);
         free(c->wconv);

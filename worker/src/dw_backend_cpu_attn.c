@@ -60,18 +60,18 @@ attn_item(dw_cpu_t *c, const dw_step_t *st, uint32_t layer, uint32_t row,
 }
 
 static void
-attn_run(void *arg, uint32_t tid, uint32_t n)
+attn_run(void *arg, uint32_t chunk, uint32_t chunks)
 {
     attn_job_t  *j = arg;
     dw_cpu_t    *c = j->c;
     uint32_t     nh = c->m->cfg.n_heads;
     uint32_t     i, i0, i1;
 
-    i0 = (uint32_t) ((uint64_t) j->n_items * tid / n);
-    i1 = (uint32_t) ((uint64_t) j->n_items * (tid + 1) / n);
+    i0 = (uint32_t) ((uint64_t) j->n_items * chunk / chunks);
+    i1 = (uint32_t) ((uint64_t) j->n_items * (chunk + 1) / chunks);
     for (i = i0; i < i1; i++) {
         attn_item(c, j->st, j->layer, i / nh, i % nh,
-                  c->scores + (size_t) tid * c->cap_ctx);
+                  c->scores + (size_t) chunk * c->cap_ctx);
     }
 }
 
@@ -85,10 +85,10 @@ dw_cpu_attention(dw_cpu_t *c, const dw_step_t *st, uint32_t layer,
     j.st = st;
     j.layer = layer;
     j.n_items = n_rows * c->m->cfg.n_heads;
-    /* small: keys read are at most items x context x head_dim */
+    /* small (estimating 64 keys per item): run inline */
     if ((size_t) j.n_items * c->m->cfg.head_dim * 64 < DW_CPU_INLINE_WORK) {
         attn_run(&j, 0, 1);
     } else {
-        dw_pool_run(c->pool, attn_run, &j);
+        dw_pool_run(c->pool, attn_run, &j, DW_CPU_ATTN_CHUNKS(c));
     }
 }

@@ -25,6 +25,7 @@ typedef struct {
     float             *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
     uint32_t          *row_pos;       /* position of each row */
     uint32_t          *row_seq;       /* seq index of each row */
+    float             *rope_cs;       /* per row: cos, sin [head_dim] */
     uint32_t          *seq_row;       /* first row of each seq */
     uint32_t           cap_seqs;
     uint32_t          *seg;           /* SGEMM rows: per prompt chunk
@@ -32,16 +33,17 @@ typedef struct {
     uint32_t           n_seg;
     float             *wconv;         /* BF16/F16 matrix as F32 for SGEMM */
     size_t             wconv_cap;
-    float             *scores;        /* nth x cap_ctx */
+    float             *scores;        /* DW_CPU_ATTN_CHUNKS x cap_ctx */
     uint32_t           cap_ctx;
 } dw_cpu_t;
 
 /*
- * Jobs smaller than this (multiply-adds) run on the calling thread: waking
- * the pool costs microseconds, far more on a machine with more runnable
- * threads than cores, and small models would spend their time there.
+ * Jobs smaller than this (multiply-adds, ~10 us) run on the calling
+ * thread: waking the pool costs microseconds, far more on a machine with
+ * more runnable threads than cores, and small models would spend their
+ * time there.
  */
-#define DW_CPU_INLINE_WORK  (1u << 16)
+#define DW_CPU_INLINE_WORK  (1u << 17)
 
 typedef struct {
     const dw_mat_t  *w;
@@ -59,6 +61,9 @@ typedef struct {
  */
 void dw_cpu_mm(dw_cpu_t *c, const float *x, size_t ldx, uint32_t n_rows,
     uint32_t n_gemm, const dw_mm_out_t *o, uint32_t n);
+
+/* Attention work chunks (each has its own scores scratch). */
+#define DW_CPU_ATTN_CHUNKS(c)  (4 * (c)->nth)
 
 /* Attention of every row and head of the step (see dw_backend_cpu_attn.c). */
 void dw_cpu_attention(dw_cpu_t *c, const dw_step_t *st, uint32_t layer,

@@ -1,5 +1,13 @@
 /*
- * dynamo-worker: spin-then-futex thread pool for the cpu backend.
+ * dynamo-worker: chunk-sharing thread pool for the cpu backend.
+ *
+ * One 64-bit job word: generation (32 bits) | chunks (16) | next chunk
+ * (16). The caller stores fn/arg, then a new word (release); any thread
+ * takes chunk `next` by a CAS that bumps it, which both proves the job is
+ * still the current one and orders the fn/arg reads after the caller's
+ * writes. The caller posts the next job only when `done` reaches chunks,
+ * so fn/arg never change under a thread running a chunk. Sleeping workers
+ * wait on gen32 (a futex word, the generation's low 32 bits).
  */
 #include <linux/futex.h>
 #include <pthread.h>
@@ -18,24 +26,25 @@
 
 #include "dw_cpu_pool_int.h"
 
-/* Spin iterations before a worker sleeps (~50-100 us). */
+/* Spin iterations before a worker sleeps or the caller starts yielding. */
 #define DW_POOL_SPIN  (1u << 13)
 
+#define JOB_GEN(s)     ((uint32_t) ((s) >> 32))
+#define JOB_CHUNKS(s)  ((uint32_t) (((s) >> 16) & 0xffff))
+#define JOB_NEXT(s)    ((uint32_t) ((s) & 0xffff))
+
 struct dw_pool_s {
-    _Atomic uint32_t  gen;          /* bumped per job; futex word */
-    _Atomic uint32_t  done;         /* workers finished with this job */
-    _Atomic uint32_t  sleepers;     /* workers in (or entering) futex wait */
+    _Atomic uint64_t  job;
+    _Atomic uint32_t  gen32;        /* futex word */
+    _Atomic uint32_t  done;         /* chunks finished of the current job */
+    _Atomic uint32_t  sleepers;
     _Atomic int       stop;
     dw_pool_fn        fn;
     void             *arg;
+    uint32_t          gen;          /* caller's copy */
     uint32_t          n;
     pthread_t        *th;
 };
-
-typedef struct {
-    dw_pool_t  *p;
-    uint32_t    tid;
-} dw_pool_worker_t;
 
 static void
 futex_wait(_Atomic uint32_t *w, uint32_t val)
@@ -51,39 +60,58 @@ futex_wake_all(_Atomic uint32_t *w)
             NULL, 0);
 }
 
+/* Takes and runs chunks of the job in s until none is left. */
+static void
+pool_take(dw_pool_t *p, uint64_t s)
+{
+    while (JOB_NEXT(s) < JOB_CHUNKS(s)) {
+        if (atomic_compare_exchange_weak_explicit(&p->job, &s, s + 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+        {
+            p->fn(p->arg, JOB_NEXT(s), JOB_CHUNKS(s));
+            atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+            s = atomic_load_explicit(&p->job, memory_order_acquire);
+        }
+    }
+}
+
 static void *
 pool_main(void *a)
 {
-    dw_pool_worker_t  *wk = a;
-    dw_pool_t         *p = wk->p;
-    uint32_t           tid = wk->tid, seen, g, i;
+    dw_pool_t  *p = a;
+    uint64_t    s, t;
+    uint32_t    i;
 
-    free(wk);
-    /* gen is 0 until the first job, which may be posted before this
-     * thread gets here: start from 0, not from the current value */
-    seen = 0;
     for ( ;; ) {
+        s = atomic_load_explicit(&p->job, memory_order_acquire);
+        if (atomic_load_explicit(&p->stop, memory_order_acquire)) {
+            return NULL;
+        }
+        pool_take(p, s);
+        /* nothing left: wait for the job word to change */
+        s = atomic_load_explicit(&p->job, memory_order_acquire);
+        if (JOB_NEXT(s) < JOB_CHUNKS(s)) {
+            continue;
+        }
         for (i = 0; i < DW_POOL_SPIN; i++) {
-            g = atomic_load_explicit(&p->gen, memory_order_acquire);
-            if (g != seen) {
+            t = atomic_load_explicit(&p->job, memory_order_acquire);
+            if (t != s || atomic_load_explicit(&p->stop,
+                                               memory_order_relaxed))
+            {
                 break;
             }
             dw_pause();
         }
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire))
-               == seen)
-        {
-            atomic_fetch_add(&p->sleepers, 1);
-            /* futex_wait returns at once if gen moved meanwhile */
-            futex_wait(&p->gen, seen);
-            atomic_fetch_sub(&p->sleepers, 1);
+        if (i < DW_POOL_SPIN) {
+            continue;
         }
-        seen = g;
-        if (atomic_load_explicit(&p->stop, memory_order_acquire)) {
-            return NULL;
+        atomic_fetch_add(&p->sleepers, 1);
+        /* returns at once if a newer job (or stop) bumped gen32 */
+        if (!atomic_load(&p->stop)) {
+            futex_wait(&p->gen32, JOB_GEN(s));
         }
-        p->fn(p->arg, tid, p->n);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        atomic_fetch_sub(&p->sleepers, 1);
     }
 }
 
@@ -98,9 +126,8 @@ dw_cpu_count(void)
 dw_pool_t *
 dw_pool_create(uint32_t n)
 {
-    dw_pool_t         *p;
-    dw_pool_worker_t  *wk;
-    uint32_t           i;
+    dw_pool_t  *p;
+    uint32_t    i;
 
     if (n == 0) {
         n = 1;
@@ -116,12 +143,7 @@ dw_pool_create(uint32_t n)
         return NULL;
     }
     for (i = 1; i < n; i++) {
-        wk = malloc(sizeof(*wk));
-        if (wk == NULL
-            || (wk->p = p, wk->tid = i,
-                pthread_create(&p->th[i], NULL, pool_main, wk)) != 0)
-        {
-            free(wk);
+        if (pthread_create(&p->th[i], NULL, pool_main, p) != 0) {
             p->n = i;           /* destroy joins the ones started */
             dw_pool_destroy(p);
             return NULL;
@@ -137,28 +159,40 @@ dw_pool_size(const dw_pool_t *p)
 }
 
 void
-dw_pool_run(dw_pool_t *p, dw_pool_fn fn, void *arg)
+dw_pool_run(dw_pool_t *p, dw_pool_fn fn, void *arg, uint32_t chunks)
 {
-    uint32_t  i;
+    uint64_t  s;
+    uint32_t  c, i;
 
-    if (p->n == 1) {
-        fn(arg, 0, 1);
+    if (chunks == 0) {
+        return;
+    }
+    if (chunks > DW_POOL_MAX_CHUNKS) {
+        chunks = DW_POOL_MAX_CHUNKS;
+    }
+    if (p->n == 1 || chunks == 1) {
+        for (c = 0; c < chunks; c++) {
+            fn(arg, c, chunks);
+        }
         return;
     }
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    p->gen++;
+    s = ((uint64_t) p->gen << 32) | ((uint64_t) chunks << 16);
+    atomic_store_explicit(&p->job, s, memory_order_release);
     /* seq_cst pairs with the sleepers increment: a worker either sees the
-     * new gen before waiting or is counted here and woken */
-    atomic_fetch_add(&p->gen, 1);
+     * new gen32 in futex_wait or is counted here and woken */
+    atomic_store(&p->gen32, p->gen);
     if (atomic_load(&p->sleepers) > 0) {
-        futex_wake_all(&p->gen);
+        futex_wake_all(&p->gen32);
     }
-    fn(arg, 0, p->n);
-    /* spin, then yield: on a machine with more runnable threads than
-     * cores a worker may be waiting for this very core */
+    pool_take(p, s);
+    /* chunks others took: spin, then yield (the thread running one may
+     * be waiting for this very core) */
     i = 0;
-    while (atomic_load_explicit(&p->done, memory_order_acquire) != p->n - 1) {
+    while (atomic_load_explicit(&p->done, memory_order_acquire) != chunks) {
         if (++i < DW_POOL_SPIN) {
             dw_pause();
         } else {
@@ -175,9 +209,9 @@ dw_pool_destroy(dw_pool_t *p)
     if (p == NULL) {
         return;
     }
-    atomic_store_explicit(&p->stop, 1, memory_order_release);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    futex_wake_all(&p->gen);
+    atomic_store(&p->stop, 1);
+    atomic_store(&p->gen32, p->gen + 1);
+    futex_wake_all(&p->gen32);
     for (i = 1; i < p->n; i++) {
         pthread_join(p->th[i], NULL);
     }

@@ -17,6 +17,10 @@
 
 #include "dw_model.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 static inline float
 dw_bf16_to_f32(uint16_t h)
 {
@@ -125,15 +129,60 @@ void dw_kern_rmsnorm(float *y, const float *x, const float *g, uint32_t n,
  * (i, i + hd/2) rotated by pos * inv_freq[i].
  */
 void dw_kern_rope(float *v, uint32_t hd, const float *inv_freq, uint32_t pos);
+/* The same in two halves: cs[hd] = cos, sin of position pos (once per
+ * row), then applied to each head (hd <= 1024). */
+void dw_kern_rope_table(float *cs, uint32_t hd, const float *inv_freq,
+    uint32_t pos);
+void dw_kern_rope_apply(float *v, uint32_t hd, const float *cs);
 
 /* inv_freq[hd/2] for cfg (theta, llama3 scaling). */
 void dw_kern_rope_freqs(const dw_config_t *cfg, float *inv_freq);
 
-/* y[i] = silu(g[i]) * u[i] */
+/* y[i] = silu(g[i]) * u[i]; y may be g. Vectorised exp (about 2 ulp):
+ * an element's result depends on i mod 8, so call it on whole rows. */
 void dw_kern_swiglu(float *y, const float *g, const float *u, uint32_t n);
 
-float dw_kern_dot(const float *a, const float *b, uint32_t n);
+/* Attention's inner loops, inline: called once per key and head. */
+static inline float
+dw_kern_dot(const float *a, const float *b, uint32_t n)
+{
+    uint32_t  i = 0;
+    float     s = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256    acc = _mm256_setzero_ps();
+    __m128    q;
+
+    for (; i + 8 <= n; i += 8) {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i),
+                              acc);
+    }
+    q = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    s = _mm_cvtss_f32(q);
+#endif
+    for (; i < n; i++) {
+        s += a[i] * b[i];
+    }
+    return s;
+}
+
 /* y += a * x */
-void dw_kern_axpy(float *y, float a, const float *x, uint32_t n);
+static inline void
+dw_kern_axpy(float *y, float a, const float *x, uint32_t n)
+{
+    uint32_t  i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256    av = _mm256_set1_ps(a);
+
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i),
+                                                _mm256_loadu_ps(y + i)));
+    }
+#endif
+    for (; i < n; i++) {
+        y[i] += a * x[i];
+    }
+}
 
 #endif

@@ -103,7 +103,53 @@ tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
      * prefetcher, most of all for 2-byte rows) */
     pf = wr[0] + (size_t) R * k * es;
     pfstep = (size_t) R * 8 * es;
-    for (kk = 0; kk < k8; kk += 8) {
+    kk = 0;
+    if (dt != DW_DT_F32 && T == 1) {
+        /* single-row decode with 2-byte weights: one 32-byte load per row
+         * gives two k chunks, each accumulated in order exactly as below
+         * (measured ~10-20% faster; batched tiles run better without) */
+        __m256  wv2[DW_TR];
+
+        for (; kk + 16 <= k8; kk += 16) {
+            for (b = 0; b < 2 * pfstep; b += 64) {
+                _mm_prefetch(pf + b, _MM_HINT_T0);
+            }
+            pf += 2 * pfstep;
+            for (i = 0; i < R; i++) {
+                __m256i  h = _mm256_loadu_si256((const __m256i *)
+                                                (wr[i] + (size_t) kk * 2));
+
+                if (dt == DW_DT_BF16) {
+                    wv[i] = _mm256_castsi256_ps(_mm256_slli_epi32(
+                        _mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)),
+                        16));
+                    wv2[i] = _mm256_castsi256_ps(_mm256_slli_epi32(
+                        _mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)),
+                        16));
+                } else {
+                    wv[i] = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+                    wv2[i] = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+                }
+            }
+            for (t = 0; t < T; t++) {
+                __m256  xv = _mm256_loadu_ps(xr[t] + kk);
+
+                __asm__ ("" : "+x" (xv));
+                for (i = 0; i < R; i++) {
+                    acc[i][t] = _mm256_fmadd_ps(wv[i], xv, acc[i][t]);
+                }
+            }
+            for (t = 0; t < T; t++) {
+                __m256  xv = _mm256_loadu_ps(xr[t] + kk + 8);
+
+                __asm__ ("" : "+x" (xv));
+                for (i = 0; i < R; i++) {
+                    acc[i][t] = _mm256_fmadd_ps(wv2[i], xv, acc[i][t]);
+                }
+            }
+        }
+    }
+    for (; kk < k8; kk += 8) {
         for (b = 0; b < pfstep; b += 64) {
             _mm_prefetch(pf + b, _MM_HINT_T0);
         }

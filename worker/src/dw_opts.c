@@ -240,6 +240,13 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
                  o->port, o->num_workers);
         return -1;
     }
+    if (o->advertise != NULL && o->num_workers > 1
+        && strchr(o->advertise, ':') != NULL)
+    {
+        snprintf(err, errlen, "--advertise-addr with --num-workers takes a "
+                 "host only (each worker adds its own port)");
+        return -1;
+    }
     if (o->redis != NULL && strncmp(o->redis, "unix:", 5) != 0
         && dw_opts_split_addr(o->redis, host, sizeof(host), &port) != 0)
     {

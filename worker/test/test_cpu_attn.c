@@ -110,7 +110,7 @@ run_case(const attn_case_t *ac, uint64_t seed)
     c.row_pos = malloc(rows * 4);
     c.row_seq = malloc(rows * 4);
     c.cap_ctx = 64;
-    c.scores = malloc((size_t) ac->threads * 64 * 4);
+    c.scores = malloc((size_t) DW_CPU_ATTN_CHUNKS(&c) * 64 * 4);
     /* rows in reverse seq order, as the backend may lay them out */
     row = 0;
     for (i = NS; i-- > 0; ) {

@@ -277,13 +277,15 @@ test_rope(void **state)
 static void
 test_swiglu(void **state)
 {
-    float     g[37], u[37], y[37];
-    uint64_t  s = 3;
-    uint32_t  i;
-    double    ref;
+    static const float  extreme[] = { -200, -100, -88.5f, -87, -30, -1e-3f,
+                                      0, 1e-3f, 20, 87, 88.5f, 100, 200 };
+    float               g[37], u[37], y[37];
+    uint64_t            s = 3;
+    uint32_t            i;
+    double              ref;
 
     for (i = 0; i < 37; i++) {
-        g[i] = dw_ts_randf(&s) * 8;
+        g[i] = i < 13 ? extreme[i] : dw_ts_randf(&s) * 12;
         u[i] = dw_ts_randf(&s);
     }
     dw_kern_swiglu(y, g, u, 37);

@@ -300,14 +300,14 @@ test_mistral_llama3_f16(void **state)
 static void
 test_pooled_f32(void **state)
 {
-    check_model("wide32", "--hidden 256 --layers 1 --heads 4 --kv-heads 2 "
+    check_model("wide32", "--hidden 384 --layers 1 --heads 4 --kv-heads 2 "
                 "--intermediate 520 --vocab 300 --std 0.05 --seed 8", 3);
 }
 
 static void
 test_pooled_bf16(void **state)
 {
-    check_model("wide16", "--hidden 256 --layers 1 --heads 8 --kv-heads 8 "
+    check_model("wide16", "--hidden 384 --layers 1 --heads 8 --kv-heads 8 "
                 "--intermediate 300 --vocab 260 --std 0.05 --dtype bf16 "
                 "--seed 9", 3);
 }
@@ -332,7 +332,7 @@ test_pooled_batch_independent(void **state)
     float             *alone, *batch;
 
     snprintf(dir, sizeof(dir), "%s/wide32", tmpdir);
-    snprintf(cmd, sizeof(cmd), "'%s' --out '%s' --hidden 256 --layers 2 "
+    snprintf(cmd, sizeof(cmd), "'%s' --out '%s' --hidden 384 --layers 2 "
              "--heads 4 --kv-heads 2 --intermediate 520 --vocab 300 "
              "--std 0.05 --seed 8 2>/dev/null", mkmodel, dir);
     assert_int_equal(system(cmd), 0);

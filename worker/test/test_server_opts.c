@@ -188,6 +188,10 @@ test_bad_values(void **state)
                      bad[i].msg);
         }
     }
+    assert_int_equal(parse_args(&o, err, sizeof(err), "--model", "m",
+                                "--engine", "mock", "--num-workers", "2",
+                                "--advertise-addr", "10.0.0.1:80", NULL), -1);
+    assert_non_null(strstr(err, "host only"));
     /* ports: port + num-workers - 1 must stay a port */
     assert_int_equal(parse_args(&o, err, sizeof(err), "--model", "m",
                                 "--engine", "mock", "--num-workers", "4",

@@ -2,7 +2,8 @@
 # Chat template conformance: every case of corpus.json rendered by
 # `dynamo-kv template` must match HF's reference JavaScript Jinja
 # (@huggingface/jinja, run by oracle.mjs at test time) byte for byte, and
-# must fail (exit status 2) exactly where the reference throws.
+# must fail (exit status 2) exactly where the reference throws. Cases and
+# outputs go to .cache/template/<build dir name>/.
 #   sh kvrouter/test/template/conformance.sh [BUILD_DIR]     (default build)
 # Prints per-template counts and "N cases, N failed"; exit status 0 iff
 # none failed. Needs node + npm (test data: scripts/fetch-testdata.sh).
@@ -10,7 +11,8 @@ set -u
 cd "$(dirname "$0")/../../.."
 B=${1:-build}
 DKV=$B/bin/dynamo-kv
-OUT=.cache/template
+# per build directory, so that e.g. the sanitizer build can run alongside
+OUT=.cache/template/$(basename "$B")
 if [ ! -x "$DKV" ]; then
     echo "conformance: $DKV not found (build it first)" >&2
     echo "0 cases, 1 failed"

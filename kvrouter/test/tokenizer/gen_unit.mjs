@@ -74,6 +74,13 @@ const enc = [
   ["metaspace-never", { pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "never", split: false } }, "hi there"],
   ["metaspace-first", { pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: true },
       added_tokens: [addedTok(V + 0, "<x>")], model: bpe(["<x>"], []) }, "hi<x>there <x> x"],
+  ["metaspace-first-strip", { normalizer: { type: "Strip", strip_left: true, strip_right: false },
+      pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: true } }, "  hi there"],
+  ["metaspace-first-space", { pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: true } },
+      " hi"],
+  // ids of added tokens missing from the vocab: HF numbers them itself
+  ["added-id-reassigned", { added_tokens: [addedTok(999, "<y>", { special: true }), addedTok(5, "<z>")] },
+      "a<y>b<z>"],
   ["bpe-merges", { model: bpe(["ab", "abc", "bc"], ["a b", "ab c", "b c"]) }, "abcabc bcab"],
   ["bpe-unk-fuse", { model: bpe(["ab"], ["a b"], { fuse_unk: true }) }, "ab\u4e00\u4e01ab\u4e02"],
   ["bpe-unk-nofuse", { model: bpe(["ab"], ["a b"], { fuse_unk: false }) }, "ab\u4e00\u4e01ab"],

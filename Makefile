@@ -111,7 +111,8 @@ $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
 
 unit: $(TEST_BIN) $(WTEST_BIN) $(B)/bin/dynamo-kv $(W_CMD)
 	@sh scripts/run-unit-tests.sh $(TEST_BIN) $(WTEST_BIN) \
-	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv"
+	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv" \
+	    "sh kvrouter/test/template/conformance.sh $(B)"
 
 test-t: all
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) DYNAMO_BUILD=$(CURDIR)/$(B) \
@@ -129,9 +130,10 @@ fuzz-smoke:
 
 test: unit test-t sanitize fuzz-smoke
 
-bench: $(B)/bin/dynamo-kv
+bench: $(B)/bin/dynamo-kv $(W_CMD)
 	@mkdir -p $(B)/bench
 	$(B)/bin/dynamo-kv bench --out $(B)/bench/kvrouter.json
+	$(B)/bin/dw-proto-bench --json > $(B)/bench/proto.json
 
 $(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	@mkdir -p $(dir $@)

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs ngx_dynamo on this machine: a throwaway redis-server and a private
-# nginx with the module loaded, configured from conf/nginx.conf.example.
+# Runs ngx_dynamo on this machine: a throwaway redis-server, a dynamo-worker
+# on the embedded model and a private nginx with the module loaded,
+# configured from conf/nginx.conf.example.
 #   scripts/run.sh start BUILD_DIR     (make run)
 #   scripts/run.sh stop BUILD_DIR      (make stop)
 # PORT: nginx's port on 127.0.0.1 (default 8080); REDIS_PORT: Redis's
@@ -99,15 +100,32 @@ redis_ping() {
         "$redis_port" 2>/dev/null || true
 }
 
-# The model workers come with a later change: they will be started here,
-# after Redis (they publish KV events to it) and before nginx, and the
-# upstream servers of the configuration pointed at them.
+# One dynamo-worker (cpu engine, the embedded model) after Redis, since it
+# registers there and publishes its KV blocks and load. WORKER_PORT: its
+# port (default: a free one).
 start_workers() {
-    :
+    worker=$build/bin/dynamo-worker
+    [ -x "$worker" ] || die "$worker missing: build it first (make)"
+    worker_port=${WORKER_PORT:-$(free_port)}
+    setsid "$worker" --model "$model" --host 127.0.0.1 --port "$worker_port" \
+        --redis "127.0.0.1:$redis_port" \
+        > "$run/logs/worker.log" 2>&1 &
+    echo $! > "$run/worker.pid"
+
+    i=0
+    until curl -fsS -o /dev/null "http://127.0.0.1:$worker_port/health" \
+            2>/dev/null
+    do
+        alive "$run/worker.pid" \
+            || die "dynamo-worker exited; see $run/logs/worker.log"
+        i=$((i + 1))
+        [ $i -lt 100 ] || die "dynamo-worker does not answer on $worker_port"
+        sleep 0.1
+    done
 }
 
 stop_workers() {
-    :
+    stop_pid "$run/worker.pid" TERM dynamo-worker
 }
 
 write_config() {
@@ -162,16 +180,20 @@ start() {
     start_nginx
     trap - EXIT
 
-    printf 'PORT=%s\nREDIS_PORT=%s\n' "$port" "$redis_port" > "$run/run.env"
+    printf 'PORT=%s\nREDIS_PORT=%s\nWORKER_PORT=%s\n' "$port" "$redis_port" \
+        "$worker_port" > "$run/run.env"
 
     cat <<EOF
 ngx_dynamo is running
   nginx   http://127.0.0.1:$port/   (config $run/conf/nginx.conf)
   redis   127.0.0.1:$redis_port
+  worker  http://127.0.0.1:$worker_port/   (dynamo-worker, cpu, stories260K)
   logs    $run/logs/
 try
   curl -s http://127.0.0.1:$port/health
   curl -s http://127.0.0.1:$port/metrics
+  curl -sN http://127.0.0.1:$worker_port/v1/generate \\
+      -d '{"token_ids":[1,403,407,261,378],"max_tokens":8}'
 stop with "make stop" (or $0 stop $build)
 EOF
 }

@@ -1,5 +1,5 @@
 // Computes, with HF tokenizers, the expected values of the component cases
-// in kvrouter/test/test_tokenizer_components.inc (tiny hand-made
+// in kvrouter/test/tokenizer/components.inc (tiny hand-made
 // tokenizer.json documents). Writes that file; run from the repository root:
 //   node kvrouter/test/tokenizer/gen_unit.mjs "$(sh scripts/fetch-testdata.sh)"
 import { createRequire } from "node:module";
@@ -141,5 +141,5 @@ for (const [name, spec, , ids] of dec) {
   out += `    { ${cstr(name)},\n      ${cstr(j)},\n      "${ids.join(" ")}", ${cstr(text)} },\n`;
 }
 out += "};\n";
-fs.writeFileSync("kvrouter/test/test_tokenizer_components.inc", out);
-console.log("wrote kvrouter/test/test_tokenizer_components.inc");
+fs.writeFileSync("kvrouter/test/tokenizer/components.inc", out);
+console.log("wrote kvrouter/test/tokenizer/components.inc");

@@ -81,6 +81,8 @@ $(B)/bin/dynamo-kv: $(TOOL_OBJ) $(KVR_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(KVR_LIB) $(LIBS)
 
+$(B)/test/test_tokenizer: kvrouter/test/tokenizer/components.inc
+
 $(B)/test/%: kvrouter/test/%.c $(TSUP_OBJ) $(KVR_LIB) | $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(KVR_INC) -Ikvrouter/test -o $@ $< \
@@ -112,18 +114,21 @@ $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
 unit: $(TEST_BIN) $(WTEST_BIN) $(B)/bin/dynamo-kv $(W_CMD)
 	@sh scripts/run-unit-tests.sh $(TEST_BIN) $(WTEST_BIN) \
 	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv" \
-	    "sh kvrouter/test/template/conformance.sh $(B)"
+	    "sh kvrouter/test/template/conformance.sh $(B)" \
+	    "sh kvrouter/test/tokenizer/cli.sh $(B)/bin/dynamo-kv"
 
 test-t: all
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) DYNAMO_BUILD=$(CURDIR)/$(B) \
 	    prove -I t/lib -r t/
 
-# The unit tests again under ASan+UBSan and the index's concurrency test
-# under TSan, each in its own build directory.
+# The unit tests again under ASan+UBSan, and the index's concurrency test
+# and the engine's thread test under TSan, each in its own build directory.
 sanitize:
 	$(MAKE) B=$(B)-asan SAN=address,undefined unit
-	$(MAKE) B=$(B)-tsan SAN=thread $(B)-tsan/test/test_index_concurrency
+	$(MAKE) B=$(B)-tsan SAN=thread $(B)-tsan/test/test_index_concurrency \
+	    $(B)-tsan/wtest/test_engine_thread
 	$(B)-tsan/test/test_index_concurrency
+	$(B)-tsan/wtest/test_engine_thread
 
 fuzz-smoke:
 	$(MAKE) FUZZ_SECONDS=$${FUZZ_SECONDS:-5} fuzz
@@ -133,7 +138,10 @@ test: unit test-t sanitize fuzz-smoke
 bench: $(B)/bin/dynamo-kv $(W_CMD)
 	@mkdir -p $(B)/bench
 	$(B)/bin/dynamo-kv bench --out $(B)/bench/kvrouter.json
+	sh kvrouter/bench/tokenizer_bench.sh $(B)
 	$(B)/bin/dw-proto-bench --json > $(B)/bench/proto.json
+	$(B)/bin/dynamo-worker-bench --models $(B)/bench/models \
+	    --out $(B)/bench/worker.json
 
 $(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	@mkdir -p $(dir $@)

@@ -4,8 +4,9 @@
  *   dynamo-kv hash --block-size B [--lora NAME] < tokens
  *   dynamo-kv bench [...]
  *   dynamo-kv tokenize --tokenizer MODEL_DIR [--no-special] < text
- *   dynamo-kv detokenize --tokenizer MODEL_DIR < ids
- *   dynamo-kv template --model MODEL_DIR [--no-generation-prompt] < json
+ *   dynamo-kv detokenize --tokenizer MODEL_DIR [--skip-special] < ids
+ *   dynamo-kv template --model MODEL_DIR [--no-generation-prompt]
+ *       [--template FILE] [--name NAME] [--now UNIX_SECONDS] < json
  *
  * Exit status: 0 ok, 1 failure (e.g. write error), 2 bad usage or input.
  */
@@ -35,11 +36,17 @@ static const char *usage_text =
     "        kvrouter benchmarks\n"
     "  tokenize --tokenizer MODEL_DIR [--no-special]\n"
     "        print the token ids of stdin's bytes on one line\n"
-    "  detokenize --tokenizer MODEL_DIR\n"
+    "        (--no-special: no BOS/EOS from the post-processor)\n"
+    "  tokenize --tokenizer MODEL_DIR --bench DOCS.json [--seconds S]\n"
+    "        tokenizer throughput\n"
+    "  detokenize --tokenizer MODEL_DIR [--skip-special]\n"
     "        print the text of the token ids on stdin\n"
     "  template --model MODEL_DIR [--no-generation-prompt]\n"
-    "        render the model's chat template for {\"messages\": [...]}\n"
-    "        on stdin\n"
+    "           [--template FILE] [--name NAME] [--now UNIX_SECONDS]\n"
+    "        render the model's chat template (or FILE) for\n"
+    "        {\"messages\": [...], \"tools\": [...], ...} on stdin\n"
+    "  template --model MODEL_DIR --bench N\n"
+    "        template rendering throughput\n"
     "\n"
     "exit status: 0 ok, 1 failure, 2 bad usage or input\n";
 

@@ -240,11 +240,7 @@ eval_slice(kvr_tmpl_ctx_t *c, kvr_tmpl_env_t *env, const kvr_tmpl_node_t *sl,
         kvr_tmpl_sb_add(&sb, obj->u.s.p + cps[idx[i]],
                         cps[idx[i] + 1] - cps[idx[i]]);
     }
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = kvr_tmpl_sb_val(&sb);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 /*
@@ -387,11 +383,7 @@ concat(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *l,
     if (rc) {
         return rc;
     }
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = kvr_tmpl_sb_val(&sb);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 static int

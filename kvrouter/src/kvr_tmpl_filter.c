@@ -64,16 +64,13 @@ raw_truthy(const kvr_tmpl_val_t *v)
     switch (v->k) {
     case V_UNDEF:
     case V_NONE:
-        return 0;
     case V_BOOL:
-        return v->u.b;
     case V_INT:
     case V_FLOAT:
-        return v->u.n != 0 && !isnan(v->u.n);
     case V_STR:
-        return v->u.s.len > 0;
+        return kvr_tmpl_truthy(v);   /* the scalars agree */
     default:
-        return 1;
+        return 1;                    /* an empty array or object too */
     }
 }
 
@@ -275,6 +272,35 @@ arr_copy(kvr_tmpl_ctx_t *c, const kvr_tmpl_arr_t *a)
     return r;
 }
 
+/* the sort filter: a sorted copy of a (stable; attr may be NULL) */
+static int
+sorted_copy(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_arr_t *a,
+    int reverse, int case_sensitive, const kvr_tmpl_val_t *attr,
+    kvr_tmpl_val_t *out)
+{
+    kvr_tmpl_arr_t  *r;
+    sort_ctx_t       s;
+    int              rc;
+
+    r = arr_copy(c, a);
+    if (r == NULL) {
+        return kvr_tmpl_nomem(c);
+    }
+    memset(&s, 0, sizeof(s));
+    s.c = c;
+    s.line = line;
+    s.index = -1;
+    s.reverse = reverse;
+    s.case_sensitive = case_sensitive;
+    s.attr = attr;
+    rc = sort_values(&s, r->v, r->n);
+    if (rc) {
+        return rc;
+    }
+    *out = kvr_tmpl_wrap_arr(r);
+    return KVR_OK;
+}
+
 /* x.value joined as JavaScript's Array.prototype.join does */
 static int
 join_values(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_arr_t *a,
@@ -297,11 +323,7 @@ join_values(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_arr_t *a,
             return rc;
         }
     }
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = kvr_tmpl_sb_val(&sb);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 static int
@@ -328,11 +350,7 @@ indent_str(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *s, double width,
         }
         kvr_tmpl_sb_add(&sb, s->u.s.p + i, j - i);
     }
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = kvr_tmpl_sb_val(&sb);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 static int
@@ -475,7 +493,6 @@ filter_plain(kvr_tmpl_ctx_t *c, kvr_tmpl_env_t *env, int line, int fid,
     kvr_tmpl_arr_t       *r;
     kvr_tmpl_json_opt_t   opt;
     kvr_tmpl_sb_t         sb;
-    sort_ctx_t            s;
     const char           *p;
     size_t                n, i;
     double                d;
@@ -517,20 +534,7 @@ filter_plain(kvr_tmpl_ctx_t *c, kvr_tmpl_env_t *env, int line, int fid,
             *out = kvr_tmpl_wrap_arr(r);
             return KVR_OK;
         case F_SORT:
-            r = arr_copy(c, v->u.a);
-            if (r == NULL) {
-                return kvr_tmpl_nomem(c);
-            }
-            memset(&s, 0, sizeof(s));
-            s.c = c;
-            s.line = line;
-            s.index = -1;
-            rc = sort_values(&s, r->v, r->n);
-            if (rc) {
-                return rc;
-            }
-            *out = kvr_tmpl_wrap_arr(r);
-            return KVR_OK;
+            return sorted_copy(c, line, v->u.a, 0, 0, NULL, out);
         case F_JOIN:
             return join_values(c, line, v->u.a, "", 0, out);
         case F_STRING:
@@ -724,7 +728,6 @@ filter_call(kvr_tmpl_ctx_t *c, kvr_tmpl_env_t *env,
     kvr_tmpl_obj_t        *kw;
     const kvr_tmpl_val_t  *a, *b, *d;
     kvr_tmpl_val_t         m, fn;
-    sort_ctx_t             s;
     size_t                 i, k;
     uint32_t               cp;
     double                 num;
@@ -825,23 +828,8 @@ other:
                 return kvr_tmpl_error(c, line, "attribute must be a string, "
                                       "integer, or null");
             }
-            r = arr_copy(c, v->u.a);
-            if (r == NULL) {
-                return kvr_tmpl_nomem(c);
-            }
-            memset(&s, 0, sizeof(s));
-            s.c = c;
-            s.line = line;
-            s.index = -1;
-            s.reverse = a ? a->u.b : 0;
-            s.case_sensitive = b ? b->u.b : 0;
-            s.attr = d;
-            rc = sort_values(&s, r->v, r->n);
-            if (rc) {
-                return rc;
-            }
-            *out = kvr_tmpl_wrap_arr(r);
-            return KVR_OK;
+            return sorted_copy(c, line, v->u.a, a ? a->u.b : 0,
+                               b ? b->u.b : 0, d, out);
         case F_MAP:
             a = kvr_tmpl_obj_get(kw, "attribute", 9);
             if (a == NULL) {

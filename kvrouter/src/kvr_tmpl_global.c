@@ -190,11 +190,7 @@ strftime_fn(kvr_tmpl_ctx_t *c, int line, kvr_tmpl_arr_t *args,
         }
         kvr_tmpl_sb_add(&sb, buf, strlen(buf));
     }
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = sb.p ? kvr_tmpl_sb_val(&sb) : kvr_tmpl_str("", 0);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 static int

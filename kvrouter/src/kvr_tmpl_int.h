@@ -262,6 +262,10 @@ int kvr_tmpl_arr_push(kvr_tmpl_ctx_t *c, kvr_tmpl_arr_t *a, kvr_tmpl_val_t v);
 kvr_tmpl_obj_t *kvr_tmpl_obj_new(kvr_tmpl_ctx_t *c);
 int kvr_tmpl_obj_set(kvr_tmpl_ctx_t *c, kvr_tmpl_obj_t *o, const char *k,
     size_t kn, kvr_tmpl_val_t v);
+/* Appends without looking k up: for a caller that knows k is new (no
+ * work charged). k must outlive the object (arena or template text). */
+int kvr_tmpl_obj_append(kvr_tmpl_ctx_t *c, kvr_tmpl_obj_t *o, const char *k,
+    size_t kn, kvr_tmpl_val_t v);
 kvr_tmpl_val_t *kvr_tmpl_obj_get(const kvr_tmpl_obj_t *o, const char *k,
     size_t kn);
 kvr_tmpl_val_t kvr_tmpl_wrap_arr(kvr_tmpl_arr_t *a);
@@ -288,6 +292,9 @@ void kvr_tmpl_sb_init(kvr_tmpl_sb_t *sb, kvr_tmpl_ctx_t *c);
 void kvr_tmpl_sb_add(kvr_tmpl_sb_t *sb, const char *p, size_t n);
 void kvr_tmpl_sb_addc(kvr_tmpl_sb_t *sb, char ch);
 kvr_tmpl_val_t kvr_tmpl_sb_val(kvr_tmpl_sb_t *sb);
+/* The end of a build: KVR_OK with the string in *out, or the
+ * out-of-memory error if any append failed. */
+int kvr_tmpl_sb_done(kvr_tmpl_sb_t *sb, kvr_tmpl_val_t *out);
 
 /*
  * Printing: "output" is the reference's RuntimeValue.toString (what {{ }}

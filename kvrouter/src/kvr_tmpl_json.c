@@ -70,24 +70,10 @@ from_json(kvr_tmpl_ctx_t *c, const json_t *j, kvr_tmpl_val_t *out, int depth)
                 return rc;
             }
             /* jansson's keys are unique: append without a lookup */
-            if (o->n == o->cap) {
-                kvr_tmpl_ent_t  *ne;
-                size_t           cap = o->cap ? o->cap * 2 : 4;
-
-                ne = kvr_tmpl_alloc(&c->arena, cap * sizeof(*ne));
-                if (ne == NULL) {
-                    return kvr_tmpl_nomem(c);
-                }
-                if (o->n) {
-                    memcpy(ne, o->e, o->n * sizeof(*ne));
-                }
-                o->e = ne;
-                o->cap = cap;
+            rc = kvr_tmpl_obj_append(c, o, kcopy, kn, v);
+            if (rc) {
+                return rc;
             }
-            o->e[o->n].k = kcopy;
-            o->e[o->n].kn = kn;
-            o->e[o->n].v = v;
-            o->n++;
         }
         /* integer-like keys first, ascending, as Object.entries gives them */
         for (i = 1, m = 0; i < o->n; i++) {

@@ -166,11 +166,7 @@ capitalize(kvr_tmpl_ctx_t *c, const kvr_tmpl_val_t *s, kvr_tmpl_val_t *out)
     kvr_tmpl_sb_init(&sb, c);
     kvr_tmpl_sb_add(&sb, head.u.s.p, head.u.s.len);
     kvr_tmpl_sb_add(&sb, s->u.s.p + k, s->u.s.len - k);
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = kvr_tmpl_sb_val(&sb);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 static int
@@ -386,11 +382,7 @@ replace(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *s,
         }
         kvr_tmpl_sb_add(&sb, p, (size_t) (end - p));
     }
-    if (sb.failed) {
-        return kvr_tmpl_nomem(c);
-    }
-    *out = sb.p ? kvr_tmpl_sb_val(&sb) : kvr_tmpl_str("", 0);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 /* ---- dict methods ---- */

@@ -609,95 +609,87 @@ mkbin(kvr_tmpl_parser_t *p, int op, int line, kvr_tmpl_node_t *l,
     return KVR_OK;
 }
 
-static int
-parse_power(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
-{
-    kvr_tmpl_node_t  *l = NULL, *r = NULL;
-    int               rc, line;
+static int parse_not(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out);
 
-    rc = parse_test(p, &l);
-    while (rc == KVR_OK && kvr_tmpl_p_is(p, TK_POW)) {
-        line = KVR_TMPL_TOK(p)->line;
-        p->cur++;
-        rc = parse_test(p, &r);
-        if (rc == KVR_OK) {
-            rc = mkbin(p, OP_POW, line, l, r, &l);
-        }
+/*
+ * The binary precedence levels, loosest first. Every level is
+ * left-associative (as in Jinja, "**" included) and parsed by the one
+ * loop in parse_level(): operand (op operand)*. The operand is the next
+ * level down unless the row names a function: "and" binds "not" (a
+ * unary prefix), "**" binds filters and tests.
+ */
+enum { LV_OR, LV_AND, LV_CMP, LV_ADD, LV_MUL, LV_POW };
+
+typedef struct {
+    int           tk;       /* operator token type, unless kw */
+    const char   *kw;       /* keyword operator ("or", "and") */
+    int           op;       /* the node's op; 0: binop() of the token */
+    int           in;       /* also takes "in" and "not in" */
+    int         (*operand)(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out);
+} binlevel_t;
+
+static const binlevel_t  levels[] = {
+    [LV_OR]  = { TK_EOF, "or",  OP_OR,  0, NULL },
+    [LV_AND] = { TK_EOF, "and", OP_AND, 0, parse_not },
+    [LV_CMP] = { TK_CMP, NULL,  0,      1, NULL },
+    [LV_ADD] = { TK_ADD, NULL,  0,      0, NULL },
+    [LV_MUL] = { TK_MUL, NULL,  0,      0, NULL },
+    [LV_POW] = { TK_POW, NULL,  OP_POW, 0, parse_test },
+};
+
+/* How many tokens the level's operator at the cursor spans (0: none),
+ * its op in *op. */
+static size_t
+level_op(kvr_tmpl_parser_t *p, const binlevel_t *lv, int *op)
+{
+    if (lv->kw != NULL) {
+        *op = lv->op;
+        return kvr_tmpl_p_is_ident(p, lv->kw) ? 1 : 0;
     }
-    if (rc == KVR_OK) {
-        *out = l;
+    if (lv->in && p->cur + 1 < p->nt && kvr_tmpl_p_is_ident(p, "not")
+        && kvr_tmpl_p_tok_is(&p->t[p->cur + 1], "in"))
+    {
+        *op = OP_NOTIN;
+        return 2;
     }
-    return rc;
+    if (lv->in && kvr_tmpl_p_is_ident(p, "in")) {
+        *op = OP_IN;
+        return 1;
+    }
+    if (!kvr_tmpl_p_is(p, lv->tk)) {
+        return 0;
+    }
+    *op = lv->op ? lv->op : binop(KVR_TMPL_TOK(p));
+    return 1;
+}
+
+static int parse_level(kvr_tmpl_parser_t *p, int lv, kvr_tmpl_node_t **out);
+
+static int
+parse_operand(kvr_tmpl_parser_t *p, int lv, kvr_tmpl_node_t **out)
+{
+    if (levels[lv].operand != NULL) {
+        return levels[lv].operand(p, out);
+    }
+    return parse_level(p, lv + 1, out);
 }
 
 static int
-parse_mul(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
+parse_level(kvr_tmpl_parser_t *p, int lv, kvr_tmpl_node_t **out)
 {
     kvr_tmpl_node_t  *l = NULL, *r = NULL;
+    size_t            n;
     int               rc, line, op;
 
-    rc = parse_power(p, &l);
-    while (rc == KVR_OK && kvr_tmpl_p_is(p, TK_MUL)) {
-        line = KVR_TMPL_TOK(p)->line;
-        op = binop(KVR_TMPL_TOK(p));
-        p->cur++;
-        rc = parse_power(p, &r);
-        if (rc == KVR_OK) {
-            rc = mkbin(p, op, line, l, r, &l);
-        }
-    }
-    if (rc == KVR_OK) {
-        *out = l;
-    }
-    return rc;
-}
-
-static int
-parse_add(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
-{
-    kvr_tmpl_node_t  *l = NULL, *r = NULL;
-    int               rc, line, op;
-
-    rc = parse_mul(p, &l);
-    while (rc == KVR_OK && kvr_tmpl_p_is(p, TK_ADD)) {
-        line = KVR_TMPL_TOK(p)->line;
-        op = binop(KVR_TMPL_TOK(p));
-        p->cur++;
-        rc = parse_mul(p, &r);
-        if (rc == KVR_OK) {
-            rc = mkbin(p, op, line, l, r, &l);
-        }
-    }
-    if (rc == KVR_OK) {
-        *out = l;
-    }
-    return rc;
-}
-
-static int
-parse_compare(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
-{
-    kvr_tmpl_node_t  *l = NULL, *r = NULL;
-    int               rc, line, op;
-
-    rc = parse_add(p, &l);
+    rc = parse_operand(p, lv, &l);
     while (rc == KVR_OK) {
-        line = KVR_TMPL_TOK(p)->line;
-        if (p->cur + 1 < p->nt && kvr_tmpl_p_is_ident(p, "not")
-            && kvr_tmpl_p_tok_is(&p->t[p->cur + 1], "in"))
-        {
-            op = OP_NOTIN;
-            p->cur += 2;
-        } else if (kvr_tmpl_p_is_ident(p, "in")) {
-            op = OP_IN;
-            p->cur++;
-        } else if (kvr_tmpl_p_is(p, TK_CMP)) {
-            op = binop(KVR_TMPL_TOK(p));
-            p->cur++;
-        } else {
+        n = level_op(p, &levels[lv], &op);
+        if (n == 0) {
             break;
         }
-        rc = parse_add(p, &r);
+        line = KVR_TMPL_TOK(p)->line;
+        p->cur += n;
+        rc = parse_operand(p, lv, &r);
         if (rc == KVR_OK) {
             rc = mkbin(p, op, line, l, r, &l);
         }
@@ -734,49 +726,7 @@ parse_not(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
         *out = u;
         return KVR_OK;
     }
-    return parse_compare(p, out);
-}
-
-static int
-parse_and(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
-{
-    kvr_tmpl_node_t  *l = NULL, *r = NULL;
-    int               rc, line;
-
-    rc = parse_not(p, &l);
-    while (rc == KVR_OK && kvr_tmpl_p_is_ident(p, "and")) {
-        line = KVR_TMPL_TOK(p)->line;
-        p->cur++;
-        rc = parse_not(p, &r);
-        if (rc == KVR_OK) {
-            rc = mkbin(p, OP_AND, line, l, r, &l);
-        }
-    }
-    if (rc == KVR_OK) {
-        *out = l;
-    }
-    return rc;
-}
-
-static int
-parse_or(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
-{
-    kvr_tmpl_node_t  *l = NULL, *r = NULL;
-    int               rc, line;
-
-    rc = parse_and(p, &l);
-    while (rc == KVR_OK && kvr_tmpl_p_is_ident(p, "or")) {
-        line = KVR_TMPL_TOK(p)->line;
-        p->cur++;
-        rc = parse_and(p, &r);
-        if (rc == KVR_OK) {
-            rc = mkbin(p, OP_OR, line, l, r, &l);
-        }
-    }
-    if (rc == KVR_OK) {
-        *out = l;
-    }
-    return rc;
+    return parse_level(p, LV_CMP, out);
 }
 
 static int
@@ -785,7 +735,7 @@ parse_if_expr(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
     kvr_tmpl_node_t  *a = NULL, *t = NULL, *n = NULL;
     int               rc, line;
 
-    rc = parse_or(p, &a);
+    rc = parse_level(p, LV_OR, &a);
     if (rc || !kvr_tmpl_p_is_ident(p, "if")) {
         if (rc == KVR_OK) {
             *out = a;
@@ -794,7 +744,7 @@ parse_if_expr(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
     }
     line = KVR_TMPL_TOK(p)->line;
     p->cur++;
-    rc = parse_or(p, &t);
+    rc = parse_level(p, LV_OR, &t);
     if (rc) {
         return rc;
     }
@@ -832,11 +782,52 @@ kvr_tmpl_parse_expr(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
     return rc;
 }
 
+/*
+ * The items of a [list] (keys NULL) or {dict} literal, comma-separated
+ * (a trailing comma allowed), up to and past the close token: each
+ * expression into vals, or each "key: value" into keys and vals.
+ */
+static int
+parse_items(kvr_tmpl_parser_t *p, int close, kvr_tmpl_nlist_t *keys,
+    kvr_tmpl_nlist_t *vals)
+{
+    kvr_tmpl_node_t  *e = NULL, *v = NULL;
+    int               rc;
+
+    while (!kvr_tmpl_p_is(p, close)) {
+        rc = kvr_tmpl_parse_expr(p, &e);
+        v = e;
+        if (keys != NULL) {
+            if (rc == KVR_OK) {
+                rc = kvr_tmpl_p_expect(p, TK_COLON,
+                                       "':' between key and value");
+            }
+            if (rc == KVR_OK) {
+                rc = kvr_tmpl_parse_expr(p, &v);
+            }
+            if (rc == KVR_OK) {
+                rc = kvr_tmpl_p_nl_push(p, keys, e);
+            }
+        }
+        if (rc == KVR_OK) {
+            rc = kvr_tmpl_p_nl_push(p, vals, v);
+        }
+        if (rc) {
+            return rc;
+        }
+        if (kvr_tmpl_p_is(p, TK_COMMA)) {
+            p->cur++;
+        }
+    }
+    p->cur++;
+    return KVR_OK;
+}
+
 int
 kvr_tmpl_parse_primary(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
 {
     const kvr_tmpl_tok_t  *t;
-    kvr_tmpl_node_t       *n = NULL, *e = NULL, *v = NULL;
+    kvr_tmpl_node_t       *n = NULL;
     kvr_tmpl_nlist_t                keys = { 0 }, vals = { 0 };
     size_t                 len;
     char                  *s, *num;
@@ -913,19 +904,10 @@ kvr_tmpl_parse_primary(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
         if (n == NULL) {
             return kvr_tmpl_p_nomem(p);
         }
-        while (!kvr_tmpl_p_is(p, TK_RBRACKET)) {
-            rc = kvr_tmpl_parse_expr(p, &e);
-            if (rc == KVR_OK) {
-                rc = kvr_tmpl_p_nl_push(p, &vals, e);
-            }
-            if (rc) {
-                return rc;
-            }
-            if (kvr_tmpl_p_is(p, TK_COMMA)) {
-                p->cur++;
-            }
+        rc = parse_items(p, TK_RBRACKET, NULL, &vals);
+        if (rc) {
+            return rc;
         }
-        p->cur++;
         KVR_TMPL_PLEAVE(p);
         n->list = vals.v;
         n->nlist = vals.n;
@@ -938,29 +920,10 @@ kvr_tmpl_parse_primary(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
         if (n == NULL) {
             return kvr_tmpl_p_nomem(p);
         }
-        while (!kvr_tmpl_p_is(p, TK_RBRACE)) {
-            rc = kvr_tmpl_parse_expr(p, &e);
-            if (rc == KVR_OK) {
-                rc = kvr_tmpl_p_expect(p, TK_COLON,
-                                       "':' between key and value");
-            }
-            if (rc == KVR_OK) {
-                rc = kvr_tmpl_parse_expr(p, &v);
-            }
-            if (rc == KVR_OK) {
-                rc = kvr_tmpl_p_nl_push(p, &keys, e);
-            }
-            if (rc == KVR_OK) {
-                rc = kvr_tmpl_p_nl_push(p, &vals, v);
-            }
-            if (rc) {
-                return rc;
-            }
-            if (kvr_tmpl_p_is(p, TK_COMMA)) {
-                p->cur++;
-            }
+        rc = parse_items(p, TK_RBRACE, &keys, &vals);
+        if (rc) {
+            return rc;
         }
-        p->cur++;
         KVR_TMPL_PLEAVE(p);
         n->list = keys.v;
         n->nlist = keys.n;

@@ -89,6 +89,23 @@ end_stmt(kvr_tmpl_parser_t *p, const char *name)
     return rc;
 }
 
+/* "%}", then a body up to {% end %}, then that tag: a block of one body */
+static int
+block_body(kvr_tmpl_parser_t *p, const char *end, kvr_tmpl_node_t ***out,
+    size_t *nout)
+{
+    int  rc;
+
+    rc = closing(p);
+    if (rc == KVR_OK) {
+        rc = parse_body(p, end, NULL, NULL, out, nout);
+    }
+    if (rc == KVR_OK) {
+        rc = end_stmt(p, end);
+    }
+    return rc;
+}
+
 static int
 parse_if(kvr_tmpl_parser_t *p, int line, kvr_tmpl_node_t **out)
 {
@@ -295,13 +312,7 @@ parse_stmt(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
         n->n = callee->n;
         rc = kvr_tmpl_parse_args(p, 1, &n->list, &n->nlist);
         if (rc == KVR_OK) {
-            rc = closing(p);
-        }
-        if (rc == KVR_OK) {
-            rc = parse_body(p, "endmacro", NULL, NULL, &n->list2, &n->nlist2);
-        }
-        if (rc == KVR_OK) {
-            rc = end_stmt(p, "endmacro");
+            rc = block_body(p, "endmacro", &n->list2, &n->nlist2);
         }
         KVR_TMPL_PLEAVE(p);
         if (rc == KVR_OK) {
@@ -378,13 +389,7 @@ parse_stmt(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
         n->a->a = callee;
         rc = kvr_tmpl_parse_args(p, 0, &n->a->list, &n->a->nlist);
         if (rc == KVR_OK) {
-            rc = closing(p);
-        }
-        if (rc == KVR_OK) {
-            rc = parse_body(p, "endcall", NULL, NULL, &n->list2, &n->nlist2);
-        }
-        if (rc == KVR_OK) {
-            rc = end_stmt(p, "endcall");
+            rc = block_body(p, "endcall", &n->list2, &n->nlist2);
         }
         KVR_TMPL_PLEAVE(p);
         if (rc == KVR_OK) {
@@ -410,13 +415,7 @@ parse_stmt(kvr_tmpl_parser_t *p, kvr_tmpl_node_t **out)
         }
         n->a = f;
         n->op = fid;
-        rc = closing(p);
-        if (rc == KVR_OK) {
-            rc = parse_body(p, "endfilter", NULL, NULL, &n->list, &n->nlist);
-        }
-        if (rc == KVR_OK) {
-            rc = end_stmt(p, "endfilter");
-        }
+        rc = block_body(p, "endfilter", &n->list, &n->nlist);
         KVR_TMPL_PLEAVE(p);
     } else {
         return kvr_tmpl_p_perr(p, line, "unsupported statement \"%.*s\"",

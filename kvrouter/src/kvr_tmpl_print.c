@@ -168,6 +168,16 @@ kvr_tmpl_sb_val(kvr_tmpl_sb_t *sb)
 {
     return kvr_tmpl_str(sb->p ? sb->p : "", sb->n);
 }
+
+int
+kvr_tmpl_sb_done(kvr_tmpl_sb_t *sb, kvr_tmpl_val_t *out)
+{
+    if (sb->failed) {
+        return kvr_tmpl_nomem(sb->c);
+    }
+    *out = kvr_tmpl_sb_val(sb);
+    return KVR_OK;
+}
 /* ---- JSON ---- */
 
 static void
@@ -274,6 +284,22 @@ ent_cmp(const void *a, const void *b)
                       *(const kvr_tmpl_ent_t *const *) b);
 }
 
+/* With an indent: a newline and the indentation of nesting level depth,
+ * before an item or a closing bracket; without: nothing. */
+static void
+json_break(kvr_tmpl_sb_t *sb, int indent, int depth)
+{
+    size_t  j;
+
+    if (indent == 0) {
+        return;
+    }
+    kvr_tmpl_sb_addc(sb, '\n');
+    for (j = 0; j < (size_t) indent * (size_t) depth; j++) {
+        kvr_tmpl_sb_addc(sb, ' ');
+    }
+}
+
 int
 kvr_tmpl_to_json(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *v,
     const kvr_tmpl_json_opt_t *opt, int depth, kvr_tmpl_sb_t *sb)
@@ -331,24 +357,14 @@ kvr_tmpl_to_json(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *v,
             if (i) {
                 kvr_tmpl_sb_add(sb, isep, isn);
             }
-            if (opt->indent) {
-                kvr_tmpl_sb_addc(sb, '\n');
-                for (j = 0; j < (size_t) opt->indent * (size_t) (depth + 1);
-                     j++)
-                {
-                    kvr_tmpl_sb_addc(sb, ' ');
-                }
-            }
+            json_break(sb, opt->indent, depth + 1);
             rc = kvr_tmpl_to_json(c, line, &v->u.a->v[i], opt, depth + 1, sb);
             if (rc) {
                 return rc;
             }
         }
-        if (opt->indent && n > 0) {
-            kvr_tmpl_sb_addc(sb, '\n');
-            for (j = 0; j < (size_t) opt->indent * (size_t) depth; j++) {
-                kvr_tmpl_sb_addc(sb, ' ');
-            }
+        if (n > 0) {
+            json_break(sb, opt->indent, depth);
         }
         kvr_tmpl_sb_addc(sb, ']');
         return sb->failed ? kvr_tmpl_nomem(c) : KVR_OK;
@@ -378,14 +394,7 @@ kvr_tmpl_to_json(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *v,
             if (i) {
                 kvr_tmpl_sb_add(sb, isep, isn);
             }
-            if (opt->indent) {
-                kvr_tmpl_sb_addc(sb, '\n');
-                for (j = 0; j < (size_t) opt->indent * (size_t) (depth + 1);
-                     j++)
-                {
-                    kvr_tmpl_sb_addc(sb, ' ');
-                }
-            }
+            json_break(sb, opt->indent, depth + 1);
             json_quote(sb, ents[i]->k, ents[i]->kn, opt->ensure_ascii);
             kvr_tmpl_sb_add(sb, ksep, ksn);
             rc = kvr_tmpl_to_json(c, line, &ents[i]->v, opt, depth + 1, sb);
@@ -393,11 +402,8 @@ kvr_tmpl_to_json(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *v,
                 return rc;
             }
         }
-        if (opt->indent && n > 0) {
-            kvr_tmpl_sb_addc(sb, '\n');
-            for (j = 0; j < (size_t) opt->indent * (size_t) depth; j++) {
-                kvr_tmpl_sb_addc(sb, ' ');
-            }
+        if (n > 0) {
+            json_break(sb, opt->indent, depth);
         }
         kvr_tmpl_sb_addc(sb, '}');
         return sb->failed ? kvr_tmpl_nomem(c) : KVR_OK;

@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "kvr_tmpl_int.h"
+#include "kvr_tok_int.h"
 
 size_t
 kvr_tmpl_utf8_next(const char *p, size_t n, uint32_t *cp)
@@ -49,31 +50,11 @@ kvr_tmpl_utf8_next(const char *p, size_t n, uint32_t *cp)
     return k;
 }
 
+/* one encoder for the library: the tokenizer's */
 size_t
 kvr_tmpl_utf8_put(uint32_t cp, char *out)
 {
-    unsigned char  *o = (unsigned char *) out;
-
-    if (cp < 0x80) {
-        o[0] = (unsigned char) cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char) (0xc0 | (cp >> 6));
-        o[1] = (unsigned char) (0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char) (0xe0 | (cp >> 12));
-        o[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (unsigned char) (0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (unsigned char) (0xf0 | (cp >> 18));
-    o[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (unsigned char) (0x80 | (cp & 0x3f));
-    return 4;
+    return kvr_tok_utf8_enc(cp, out);
 }
 
 static int

@@ -152,24 +152,44 @@ kvr_tmpl_arr_new(kvr_tmpl_ctx_t *c, size_t cap)
     return a;
 }
 
+/*
+ * Makes room for one more of n elements of size sz at *v (capacity
+ * *cap): a full block is copied to one twice the size (4 at first); the
+ * old one stays in the arena until the render ends.
+ */
+static int
+grow(kvr_tmpl_ctx_t *c, void **v, size_t n, size_t *cap, size_t sz)
+{
+    void    *nv;
+    size_t   ncap;
+
+    if (n < *cap) {
+        return KVR_OK;
+    }
+    ncap = *cap ? *cap * 2 : 4;
+    nv = kvr_tmpl_alloc(&c->arena, ncap * sz);
+    if (nv == NULL) {
+        return kvr_tmpl_nomem(c);
+    }
+    if (n) {
+        memcpy(nv, *v, n * sz);
+    }
+    *v = nv;
+    *cap = ncap;
+    return KVR_OK;
+}
+
 int
 kvr_tmpl_arr_push(kvr_tmpl_ctx_t *c, kvr_tmpl_arr_t *a, kvr_tmpl_val_t v)
 {
-    kvr_tmpl_val_t  *nv;
-    size_t           cap;
+    void  *p = a->v;
+    int    rc;
 
-    if (a->n == a->cap) {
-        cap = a->cap ? a->cap * 2 : 4;
-        nv = kvr_tmpl_alloc(&c->arena, cap * sizeof(*nv));
-        if (nv == NULL) {
-            return kvr_tmpl_nomem(c);
-        }
-        if (a->n) {
-            memcpy(nv, a->v, a->n * sizeof(*nv));
-        }
-        a->v = nv;
-        a->cap = cap;
+    rc = grow(c, &p, a->n, &a->cap, sizeof(*a->v));
+    if (rc) {
+        return rc;
     }
+    a->v = p;
     a->v[a->n++] = v;
     return KVR_OK;
 }
@@ -199,8 +219,6 @@ kvr_tmpl_obj_set(kvr_tmpl_ctx_t *c, kvr_tmpl_obj_t *o, const char *k,
     size_t kn, kvr_tmpl_val_t v)
 {
     kvr_tmpl_val_t  *old;
-    kvr_tmpl_ent_t  *ne;
-    size_t           cap;
 
     c->work += o->n + 1;
     if (c->work > KVR_TMPL_MAX_WORK) {
@@ -211,18 +229,21 @@ kvr_tmpl_obj_set(kvr_tmpl_ctx_t *c, kvr_tmpl_obj_t *o, const char *k,
         *old = v;
         return KVR_OK;
     }
-    if (o->n == o->cap) {
-        cap = o->cap ? o->cap * 2 : 4;
-        ne = kvr_tmpl_alloc(&c->arena, cap * sizeof(*ne));
-        if (ne == NULL) {
-            return kvr_tmpl_nomem(c);
-        }
-        if (o->n) {
-            memcpy(ne, o->e, o->n * sizeof(*ne));
-        }
-        o->e = ne;
-        o->cap = cap;
+    return kvr_tmpl_obj_append(c, o, k, kn, v);
+}
+
+int
+kvr_tmpl_obj_append(kvr_tmpl_ctx_t *c, kvr_tmpl_obj_t *o, const char *k,
+    size_t kn, kvr_tmpl_val_t v)
+{
+    void  *p = o->e;
+    int    rc;
+
+    rc = grow(c, &p, o->n, &o->cap, sizeof(*o->e));
+    if (rc) {
+        return rc;
     }
+    o->e = p;
     o->e[o->n].k = k;
     o->e[o->n].kn = kn;
     o->e[o->n].v = v;

@@ -175,6 +175,47 @@ skip(const char *p, const char *end, int depth)
 }
 
 /*
+ * An object member's "key": at p; returns where its value starts (past
+ * the ':' and white space), NULL if malformed. *kn: the key's length,
+ * quotes included.
+ */
+static const char *
+member_key(const char *p, const char *end, size_t *kn)
+{
+    const char  *key = p;
+
+    if (*p != '"' || kvr_tok_json_str(&p, end, NULL) != KVR_OK) {
+        return NULL;
+    }
+    *kn = (size_t) (p - key);
+    p = ws(p, end);
+    if (p >= end || *p != ':') {
+        return NULL;
+    }
+    return ws(p + 1, end);
+}
+
+/* After a member's value: past a ',' and white space, or at the closing
+ * '}'; NULL if neither follows. */
+static const char *
+member_end(const char *p, const char *end)
+{
+    p = ws(p, end);
+    if (p < end && *p == ',') {
+        return ws(p + 1, end);
+    }
+    return p < end && *p == '}' ? p : NULL;
+}
+
+/* Overwrites the value at r + off (n bytes) with empty (padded) */
+static void
+blank_value(char *r, size_t off, size_t n, const char *empty)
+{
+    memset(r + off, ' ', n);
+    memcpy(r + off, empty, 2);
+}
+
+/*
  * Finds model.vocab and model.merges; copies the document into rest with
  * those two values replaced by {} and [] (padded with spaces, so byte
  * offsets in jansson's messages stay right).
@@ -184,6 +225,7 @@ kvr_tok_json_split(const char *json, size_t len, kvr_tok_json_parts_t *parts,
     char **rest)
 {
     const char  *end = json + len, *p, *v, *ve, *key, *mk;
+    size_t       kn;
     int          model, k;
     char        *r;
 
@@ -196,30 +238,22 @@ kvr_tok_json_split(const char *json, size_t len, kvr_tok_json_parts_t *parts,
     p = ws(p + 1, end);
     while (p < end && *p != '}') {
         key = p;
-        if (*p != '"' || kvr_tok_json_str(&p, end, NULL) != KVR_OK) {
+        v = member_key(p, end, &kn);
+        if (v == NULL) {
             return KVR_ERR_INVAL;
         }
-        model = p - key == 7 && memcmp(key, "\"model\"", 7) == 0;
-        p = ws(p, end);
-        if (p >= end || *p != ':') {
-            return KVR_ERR_INVAL;
-        }
-        v = ws(p + 1, end);
+        model = kn == 7 && memcmp(key, "\"model\"", 7) == 0;
         if (model && v < end && *v == '{') {
             /* walk the model object's members */
             p = ws(v + 1, end);
             while (p < end && *p != '}') {
                 mk = p;
-                if (*p != '"' || kvr_tok_json_str(&p, end, NULL) != KVR_OK) {
+                ve = member_key(p, end, &kn);
+                if (ve == NULL) {
                     return KVR_ERR_INVAL;
                 }
-                k = p - mk == 7 && memcmp(mk, "\"vocab\"", 7) == 0 ? 1
-                    : p - mk == 8 && memcmp(mk, "\"merges\"", 8) == 0 ? 2 : 0;
-                p = ws(p, end);
-                if (p >= end || *p != ':') {
-                    return KVR_ERR_INVAL;
-                }
-                ve = ws(p + 1, end);
+                k = kn == 7 && memcmp(mk, "\"vocab\"", 7) == 0 ? 1
+                    : kn == 8 && memcmp(mk, "\"merges\"", 8) == 0 ? 2 : 0;
                 p = skip(ve, end, 1);
                 if (p == NULL) {
                     return KVR_ERR_INVAL;
@@ -231,10 +265,8 @@ kvr_tok_json_split(const char *json, size_t len, kvr_tok_json_parts_t *parts,
                     parts->merges = ve;
                     parts->merges_len = (size_t) (p - ve);
                 }
-                p = ws(p, end);
-                if (p < end && *p == ',') {
-                    p = ws(p + 1, end);
-                } else if (p >= end || *p != '}') {
+                p = member_end(p, end);
+                if (p == NULL) {
                     return KVR_ERR_INVAL;
                 }
             }
@@ -248,10 +280,8 @@ kvr_tok_json_split(const char *json, size_t len, kvr_tok_json_parts_t *parts,
                 return KVR_ERR_INVAL;
             }
         }
-        p = ws(p, end);
-        if (p < end && *p == ',') {
-            p = ws(p + 1, end);
-        } else if (p >= end || *p != '}') {
+        p = member_end(p, end);
+        if (p == NULL) {
             return KVR_ERR_INVAL;
         }
     }
@@ -265,12 +295,11 @@ kvr_tok_json_split(const char *json, size_t len, kvr_tok_json_parts_t *parts,
     memcpy(r, json, len);
     r[len] = '\0';
     if (parts->vocab) {
-        memset(r + (parts->vocab - json), ' ', parts->vocab_len);
-        memcpy(r + (parts->vocab - json), "{}", 2);
+        blank_value(r, (size_t) (parts->vocab - json), parts->vocab_len, "{}");
     }
     if (parts->merges) {
-        memset(r + (parts->merges - json), ' ', parts->merges_len);
-        memcpy(r + (parts->merges - json), "[]", 2);
+        blank_value(r, (size_t) (parts->merges - json), parts->merges_len,
+                    "[]");
     }
     *rest = r;
     return KVR_OK;

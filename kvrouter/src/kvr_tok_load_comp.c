@@ -122,6 +122,35 @@ load_char(json_t *o, const char *k, const char *def, char *out, size_t *len)
     return KVR_OK;
 }
 
+/*
+ * A "Sequence" component (normalizer, pre_tokenizer, post_processor or
+ * decoder, named by what): each member of the array o[key] loaded, in
+ * order, by that component's loader fn.
+ */
+static int
+load_sequence(kvr_tokenizer_t *t, json_t *o, const char *what,
+    const char *key,
+    int (*fn)(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen),
+    char *err, size_t errlen)
+{
+    json_t  *v = json_object_get(o, key);
+    size_t   i;
+    int      rc;
+
+    if (!json_is_array(v)) {
+        return kvr_tok_fail(err, errlen,
+                            "tokenizer.json: %s Sequence without %s", what,
+                            key);
+    }
+    for (i = 0; i < json_array_size(v); i++) {
+        rc = fn(t, json_array_get(v, i), err, errlen);
+        if (rc != KVR_OK) {
+            return rc;
+        }
+    }
+    return KVR_OK;
+}
+
 int
 kvr_tok_load_normalizer(kvr_tokenizer_t *t, json_t *o, char *err,
     size_t errlen)
@@ -129,7 +158,6 @@ kvr_tok_load_normalizer(kvr_tokenizer_t *t, json_t *o, char *err,
     const char      *ty;
     kvr_tok_norm_t  *n;
     json_t          *v;
-    size_t           i;
     int              rc;
 
     if (json_is_null(o) || o == NULL) {
@@ -140,18 +168,8 @@ kvr_tok_load_normalizer(kvr_tokenizer_t *t, json_t *o, char *err,
         return kvr_tok_fail(err, errlen, "tokenizer.json: normalizer without type");
     }
     if (strcmp(ty, "Sequence") == 0) {
-        v = json_object_get(o, "normalizers");
-        if (!json_is_array(v)) {
-            return kvr_tok_fail(err, errlen,
-                                "tokenizer.json: normalizer Sequence without normalizers");
-        }
-        for (i = 0; i < json_array_size(v); i++) {
-            rc = kvr_tok_load_normalizer(t, json_array_get(v, i), err, errlen);
-            if (rc != KVR_OK) {
-                return rc;
-            }
-        }
-        return KVR_OK;
+        return load_sequence(t, o, "normalizer", "normalizers",
+                             kvr_tok_load_normalizer, err, errlen);
     }
     if (grow((void **) &t->norms, &t->nnorms, sizeof(*n)) != KVR_OK) {
         return KVR_ERR_NOMEM;
@@ -270,8 +288,6 @@ kvr_tok_load_pretok(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen)
 {
     const char     *ty;
     kvr_tok_pre_t  *p;
-    json_t         *v;
-    size_t          i;
     int             rc;
     char            rerr[160];
 
@@ -283,18 +299,8 @@ kvr_tok_load_pretok(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen)
         return kvr_tok_fail(err, errlen, "tokenizer.json: pre_tokenizer without type");
     }
     if (strcmp(ty, "Sequence") == 0) {
-        v = json_object_get(o, "pretokenizers");
-        if (!json_is_array(v)) {
-            return kvr_tok_fail(err, errlen,
-                                "tokenizer.json: pre_tokenizer Sequence without pretokenizers");
-        }
-        for (i = 0; i < json_array_size(v); i++) {
-            rc = kvr_tok_load_pretok(t, json_array_get(v, i), err, errlen);
-            if (rc != KVR_OK) {
-                return rc;
-            }
-        }
-        return KVR_OK;
+        return load_sequence(t, o, "pre_tokenizer", "pretokenizers",
+                             kvr_tok_load_pretok, err, errlen);
     }
     if (t->byte_level) {
         return kvr_tok_fail(err, errlen,
@@ -475,9 +481,6 @@ int
 kvr_tok_load_post(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen)
 {
     const char  *ty;
-    json_t      *v;
-    size_t       i;
-    int          rc;
 
     if (o == NULL || json_is_null(o)) {
         return KVR_OK;
@@ -487,18 +490,8 @@ kvr_tok_load_post(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen)
         return kvr_tok_fail(err, errlen, "tokenizer.json: post_processor without type");
     }
     if (strcmp(ty, "Sequence") == 0) {
-        v = json_object_get(o, "processors");
-        if (!json_is_array(v)) {
-            return kvr_tok_fail(err, errlen,
-                                "tokenizer.json: post_processor Sequence without processors");
-        }
-        for (i = 0; i < json_array_size(v); i++) {
-            rc = kvr_tok_load_post(t, json_array_get(v, i), err, errlen);
-            if (rc != KVR_OK) {
-                return rc;
-            }
-        }
-        return KVR_OK;
+        return load_sequence(t, o, "post_processor", "processors",
+                             kvr_tok_load_post, err, errlen);
     }
     if (strcmp(ty, "ByteLevel") == 0) {
         return KVR_OK;      /* offsets only */
@@ -529,7 +522,6 @@ kvr_tok_load_decoder(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen)
     const char     *ty;
     kvr_tok_dec_t  *d;
     json_t         *v;
-    size_t          i;
     int             rc;
     char            c[5];
     size_t          cl;
@@ -543,18 +535,8 @@ kvr_tok_load_decoder(kvr_tokenizer_t *t, json_t *o, char *err, size_t errlen)
         return kvr_tok_fail(err, errlen, "tokenizer.json: decoder without type");
     }
     if (strcmp(ty, "Sequence") == 0) {
-        v = json_object_get(o, "decoders");
-        if (!json_is_array(v)) {
-            return kvr_tok_fail(err, errlen,
-                                "tokenizer.json: decoder Sequence without decoders");
-        }
-        for (i = 0; i < json_array_size(v); i++) {
-            rc = kvr_tok_load_decoder(t, json_array_get(v, i), err, errlen);
-            if (rc != KVR_OK) {
-                return rc;
-            }
-        }
-        return KVR_OK;
+        return load_sequence(t, o, "decoder", "decoders",
+                             kvr_tok_load_decoder, err, errlen);
     }
     if (grow((void **) &t->decs, &t->ndecs, sizeof(*d)) != KVR_OK) {
         return KVR_ERR_NOMEM;

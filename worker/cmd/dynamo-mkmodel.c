@@ -26,6 +26,7 @@
 
 #include "dw_kern_int.h"
 #include "dw_model.h"
+#include "dw_rand.h"
 #include "dw_safetensors_int.h"
 
 #define MK_MAX_TENSORS  4096
@@ -50,16 +51,6 @@ typedef struct {
     size_t       n;
     uint64_t     total_bytes, done_bytes;
 } mk_t;
-
-static uint64_t
-mk_rand(uint64_t *s)
-{
-    uint64_t  z = (*s += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static uint64_t
 mk_name_seed(uint64_t seed, const char *name)
@@ -268,8 +259,8 @@ mk_write_tensor(mk_t *k, FILE *f, const mk_tensor_t *t)
                 continue;
             }
             /* Box-Muller, both outputs */
-            u1 = ((mk_rand(&s) >> 11) + 1.0) / 9007199254740993.0;
-            u2 = (mk_rand(&s) >> 11) / 9007199254740992.0;
+            u1 = ((dw_splitmix64(&s) >> 11) + 1.0) / 9007199254740993.0;
+            u2 = (dw_splitmix64(&s) >> 11) / 9007199254740992.0;
             r = sqrt(-2.0 * log(u1)) * k->std;
             buf[j] = (float) (r * cos(2 * M_PI * u2));
             if (j + 1 < chunk) {

@@ -168,6 +168,8 @@ dw_engine_create(const dw_engine_config_t *cfg, dw_backend_t *be,
     e->be = be;
     e->vocab = be->cfg.vocab_size;
     e->efd = -1;
+    dw_ring_init(&e->out, sizeof(dw_output_t), 256);
+    dw_ring_init(&e->kvq, sizeof(dw_kv_event_t), 64);
 
     ml = cfg->max_model_len ? cfg->max_model_len : be->cfg.max_position;
     if (ml == 0) {
@@ -294,10 +296,10 @@ dw_engine_destroy(dw_engine_t *e)
     dw_seq_list_free(&e->running);
     dw_seq_list_free(&e->incoming);
     for (i = 0; i < e->kvq.n; i++) {
-        dw_kv_event_free(&e->kvq.v[(e->kvq.head + i) % e->kvq.cap]);
+        dw_kv_event_free(dw_ring_at(&e->kvq, i));
     }
-    free(e->kvq.v);
-    free(e->out.v);
+    dw_ring_free(&e->kvq);
+    dw_ring_free(&e->out);
     free(e->cancels);
     free(e->pending);
     free(e->sched);
@@ -442,42 +444,29 @@ dw_rearm(dw_engine_t *e)
     }
 }
 
-size_t
-dw_engine_drain(dw_engine_t *e, dw_output_t *out, size_t max)
+/* Moves up to max of ring r's oldest elements to out, under the lock. */
+static size_t
+dw_drain(dw_engine_t *e, dw_ring_t *r, void *out, size_t max)
 {
-    size_t  n, i;
+    size_t  n;
 
     pthread_mutex_lock(&e->mu);
-    n = e->out.n < max ? e->out.n : max;
-    for (i = 0; i < n; i++) {
-        out[i] = e->out.v[(e->out.head + i) % e->out.cap];
-    }
-    if (n > 0) {
-        e->out.head = (e->out.head + n) % e->out.cap;
-        e->out.n -= n;
-    }
+    n = dw_ring_pop(r, out, max);
     dw_rearm(e);
     pthread_mutex_unlock(&e->mu);
     return n;
 }
 
 size_t
+dw_engine_drain(dw_engine_t *e, dw_output_t *out, size_t max)
+{
+    return dw_drain(e, &e->out, out, max);
+}
+
+size_t
 dw_engine_drain_kv(dw_engine_t *e, dw_kv_event_t *out, size_t max)
 {
-    size_t  n, i;
-
-    pthread_mutex_lock(&e->mu);
-    n = e->kvq.n < max ? e->kvq.n : max;
-    for (i = 0; i < n; i++) {
-        out[i] = e->kvq.v[(e->kvq.head + i) % e->kvq.cap];
-    }
-    if (n > 0) {
-        e->kvq.head = (e->kvq.head + n) % e->kvq.cap;
-        e->kvq.n -= n;
-    }
-    dw_rearm(e);
-    pthread_mutex_unlock(&e->mu);
-    return n;
+    return dw_drain(e, &e->kvq, out, max);
 }
 
 void

@@ -12,6 +12,7 @@
 
 #include "dw_block_int.h"
 #include "dw_engine.h"
+#include "dw_ring.h"
 #include "dw_sample_int.h"
 
 typedef enum {
@@ -61,21 +62,6 @@ typedef struct {
     uint32_t   n;
 } dw_seq_list_t;
 
-/* an output ring buffer (engine -> I/O thread) */
-typedef struct {
-    dw_output_t  *v;
-    size_t        cap;
-    size_t        head;
-    size_t        n;
-} dw_out_ring_t;
-
-typedef struct {
-    dw_kv_event_t  *v;
-    size_t          n;
-    size_t          cap;
-    size_t          head;
-} dw_kv_queue_t;
-
 struct dw_engine_s {
     dw_engine_config_t  cfg;
     dw_backend_t       *be;
@@ -112,8 +98,8 @@ struct dw_engine_s {
     uint64_t           *cancels;
     size_t              n_cancels;
     size_t              cancels_cap;
-    dw_out_ring_t       out;
-    dw_kv_queue_t       kvq;
+    dw_ring_t           out;        /* dw_output_t, engine -> I/O thread */
+    dw_ring_t           kvq;        /* dw_kv_event_t, likewise */
     dw_engine_stats_t   st_pub;       /* snapshot for dw_engine_stats */
     kvr_load_t          load_pub;
     int                 efd;

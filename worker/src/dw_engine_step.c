@@ -142,64 +142,6 @@ dw_take_incoming(dw_engine_t *e)
 
 /* ---- publishing ---- */
 
-static int
-dw_out_push(dw_out_ring_t *r, const dw_output_t *o, size_t n)
-{
-    dw_output_t  *v;
-    size_t        cap, i;
-
-    if (r->n + n > r->cap) {
-        for (cap = r->cap ? r->cap : 256; cap < r->n + n; cap *= 2) {
-            /* void */
-        }
-        v = malloc(cap * sizeof(dw_output_t));
-        if (v == NULL) {
-            return -1;
-        }
-        for (i = 0; i < r->n; i++) {
-            v[i] = r->v[(r->head + i) % r->cap];
-        }
-        free(r->v);
-        r->v = v;
-        r->cap = cap;
-        r->head = 0;
-    }
-    for (i = 0; i < n; i++) {
-        r->v[(r->head + r->n + i) % r->cap] = o[i];
-    }
-    r->n += n;
-    return 0;
-}
-
-static int
-dw_kvq_push(dw_kv_queue_t *q, dw_kv_event_t *ev, size_t n)
-{
-    dw_kv_event_t  *v;
-    size_t          cap, i;
-
-    if (q->n + n > q->cap) {
-        for (cap = q->cap ? q->cap : 64; cap < q->n + n; cap *= 2) {
-            /* void */
-        }
-        v = malloc(cap * sizeof(dw_kv_event_t));
-        if (v == NULL) {
-            return -1;
-        }
-        for (i = 0; i < q->n; i++) {
-            v[i] = q->v[(q->head + i) % q->cap];
-        }
-        free(q->v);
-        q->v = v;
-        q->cap = cap;
-        q->head = 0;
-    }
-    for (i = 0; i < n; i++) {
-        q->v[(q->head + q->n + i) % q->cap] = ev[i];
-    }
-    q->n += n;
-    return 0;
-}
-
 static uint64_t
 dw_queued_prefill(const dw_engine_t *e)
 {
@@ -245,14 +187,14 @@ dw_publish(dw_engine_t *e)
 
     pthread_mutex_lock(&e->mu);
     if (e->n_pending > 0) {
-        if (dw_out_push(&e->out, e->pending, e->n_pending) == 0) {
+        if (dw_ring_push(&e->out, e->pending, e->n_pending) == 0) {
             notify = 1;
         }
         /* else: outputs lost to memory exhaustion; nothing better to do */
         e->n_pending = 0;
     }
     if (n_ev > 0) {
-        if (dw_kvq_push(&e->kvq, ev, n_ev) == 0) {
+        if (dw_ring_push(&e->kvq, ev, n_ev) == 0) {
             notify = 1;
         } else {
             for (i = 0; i < n_ev; i++) {

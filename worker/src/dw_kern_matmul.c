@@ -20,9 +20,9 @@
 #define DW_KERN_AVX2 1
 #endif
 
-#define DW_TR  4       /* weight rows per tile (measured best of 2x12, 3x6,
-                          3x8, 5x5, 6x4 and, with 16-lane zmm
-                          accumulators, 4x6: ~30% slower on AMD Zen 4) */
+#define DW_TR  4       /* weight rows per tile (4 x 6 measured best of
+                          2x12, 3x6, 3x8, 5x5, 6x4; 16-lane zmm
+                          accumulators no faster on AMD Zen 4) */
 #if defined(__AVX512VL__)
 #define DW_TT  6       /* x rows per tile: 24 accumulators + 4 weights in
                           the 32 vector registers AVX-512 gives */
@@ -76,16 +76,27 @@ hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* R weight rows (from row r) x T x rows; R, T compile-time after inlining */
+/* prefetch the lines of pf[0 .. pos >> 8) not yet asked for */
+#define DW_PF(pf, pos, done)                                                \
+    while ((done) < (pos) >> 8) {                                           \
+        _mm_prefetch((pf) + (done), _MM_HINT_T0);                           \
+        (done) += 64;                                                       \
+    }
+
+/*
+ * R weight rows (from row r) x T x rows; R, T compile-time after inlining.
+ * The x tile is number xj of xn run against this weight tile.
+ */
 DW_INLINE void
 tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
-    uint32_t k, uint32_t r, int R, float *y, size_t ldy)
+    uint32_t k, uint32_t r, int R, uint32_t xj, uint32_t xn, float *y,
+    size_t ldy)
 {
     __m256        acc[DW_TR][DW_TT], wv[DW_TR];
     const char   *wr[DW_TR];
     const float  *xr[DW_TT];
     const char   *pf;
-    size_t        es = dt == DW_DT_F32 ? 4 : 2, pfstep, b;
+    size_t        es = dt == DW_DT_F32 ? 4 : 2, next, a, pfstep, pos, done;
     uint32_t      kk, k8 = k & ~7u;
     int           i, t;
     float         s;
@@ -99,12 +110,21 @@ tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
     for (t = 0; t < T; t++) {
         xr[t] = x + t * ldx;
     }
-    /* the next tile's rows, contiguous after this tile's: prefetched
-     * linearly, one tile-width of bytes per k step, so the weights stream
-     * as one sequence (short per-row streams defeat the hardware
-     * prefetcher, most of all for 2-byte rows) */
-    pf = wr[0] + (size_t) R * k * es;
-    pfstep = (size_t) R * 8 * es;
+    /* The next tile's rows, contiguous after this tile's, are prefetched
+     * linearly, spread over the k steps, so the weights stream as one
+     * sequence (short per-row streams defeat the hardware prefetcher, most
+     * of all for 2-byte rows). With several x tiles per weight tile, each
+     * prefetches its 1/xn share: all prefetching the whole next tile in
+     * the first x tile's time left too many misses in flight at once
+     * (and the others then asked again for the same lines) */
+    next = (size_t) R * k * es;
+    a = xj == 0 ? 0 : (next * xj / xn) & ~(size_t) 63;
+    pf = wr[0] + next + a;
+    pfstep = k8 == 0 ? 0
+             : (((xj + 1 == xn ? next : (next * (xj + 1) / xn) & ~(size_t) 63)
+                 - a) << 8) / (k8 / 8);
+    pos = 0;
+    done = 0;
     kk = 0;
     if (dt != DW_DT_F32 && T == 1) {
         /* single-row decode with 2-byte weights: one 32-byte load per row
@@ -113,10 +133,8 @@ tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
         __m256  wv2[DW_TR];
 
         for (; kk + 16 <= k8; kk += 16) {
-            for (b = 0; b < 2 * pfstep; b += 64) {
-                _mm_prefetch(pf + b, _MM_HINT_T0);
-            }
-            pf += 2 * pfstep;
+            pos += 2 * pfstep;
+            DW_PF(pf, pos, done);
             for (i = 0; i < R; i++) {
                 __m256i  h = _mm256_loadu_si256((const __m256i *)
                                                 (wr[i] + (size_t) kk * 2));
@@ -152,10 +170,8 @@ tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
         }
     }
     for (; kk < k8; kk += 8) {
-        for (b = 0; b < pfstep; b += 64) {
-            _mm_prefetch(pf + b, _MM_HINT_T0);
-        }
-        pf += pfstep;
+        pos += pfstep;
+        DW_PF(pf, pos, done);
         for (i = 0; i < R; i++) {
             wv[i] = w_vec(wr[i], dt, kk);
         }
@@ -186,7 +202,8 @@ tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
 
 DW_INLINE void
 tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
-    uint32_t k, uint32_t r, int R, float *y, size_t ldy)
+    uint32_t k, uint32_t r, int R, uint32_t xj, uint32_t xn, float *y,
+    size_t ldy)
 {
     float     acc[DW_TR][DW_TT][8], wv[8];
     uint32_t  kk, k8 = k & ~7u;
@@ -222,93 +239,60 @@ tile(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
 
 #endif
 
-/* T x rows against weight rows r0..r1-1, DW_TR at a time */
-DW_INLINE void
-wrows(const float *x, size_t ldx, int T, const void *w, dw_dtype_t dt,
-    uint32_t k, uint32_t r0, uint32_t r1, float *y, size_t ldy)
-{
-    uint32_t  r;
-
-    for (r = r0; r + DW_TR <= r1; r += DW_TR) {
-        tile(x, ldx, T, w, dt, k, r, DW_TR, y, ldy);
-    }
-    for (; r < r1; r++) {
-        tile(x, ldx, T, w, dt, k, r, 1, y, ldy);
-    }
-}
-
 /*
- * all x rows against weight rows r0..r1-1, x tiles of DW_TT rows; the
+ * all x rows against weight rows r..r+R-1, in tiles of DW_TT x rows; the
  * m % DW_TT rows left over go in one narrower tile (a 1-row tile does 4
  * FMAs per 5 loads: 64 rows as 10 x 6 + 4, not + 3 + 1)
  */
 DW_INLINE void
-xrows(const float *x, uint32_t m, size_t ldx, const void *w, dw_dtype_t dt,
-    uint32_t k, uint32_t r0, uint32_t r1, float *y, size_t ldy)
+rows(const float *x, uint32_t m, size_t ldx, const void *w, dw_dtype_t dt,
+    uint32_t k, uint32_t r, int R, float *y, size_t ldy)
 {
-    uint32_t  i;
+    uint32_t  i, xn = (m + DW_TT - 1) / DW_TT;
 
     for (i = 0; i + DW_TT <= m; i += DW_TT) {
-        wrows(x + i * ldx, ldx, DW_TT, w, dt, k, r0, r1, y + i * ldy, ldy);
+        tile(x + i * ldx, ldx, DW_TT, w, dt, k, r, R, i / DW_TT, xn,
+             y + i * ldy, ldy);
     }
     x += i * ldx;
     y += i * ldy;
     switch (m - i) {
 #if DW_TT > 5
     case 5:
-        wrows(x, ldx, 5, w, dt, k, r0, r1, y, ldy);
+        tile(x, ldx, 5, w, dt, k, r, R, xn - 1, xn, y, ldy);
         break;
     case 4:
-        wrows(x, ldx, 4, w, dt, k, r0, r1, y, ldy);
+        tile(x, ldx, 4, w, dt, k, r, R, xn - 1, xn, y, ldy);
         break;
 #endif
 #if DW_TT > 3
     case 3:
-        wrows(x, ldx, 3, w, dt, k, r0, r1, y, ldy);
+        tile(x, ldx, 3, w, dt, k, r, R, xn - 1, xn, y, ldy);
         break;
 #endif
     case 2:
-        wrows(x, ldx, 2, w, dt, k, r0, r1, y, ldy);
+        tile(x, ldx, 2, w, dt, k, r, R, xn - 1, xn, y, ldy);
         break;
     case 1:
-        wrows(x, ldx, 1, w, dt, k, r0, r1, y, ldy);
+        tile(x, ldx, 1, w, dt, k, r, R, xn - 1, xn, y, ldy);
         break;
     default:
         break;
     }
 }
 
-/*
- * Batched rows: the weight rows go in blocks of about DW_WBLOCK bytes
- * (kept in L2), each block run against every x tile in turn, so an x
- * tile (DW_TT rows) stays in L1 while the block's weight tiles stream
- * from L2: 4 L2 loads per k step instead of 6 with the weight tile held
- * and all x rows streamed. Only the loop order changes, never a tile's
- * arithmetic (the reduction-order contract holds).
- */
-#ifndef DW_WBLOCK
-#define DW_WBLOCK  (256u << 10)
-#endif
-
 DW_INLINE void
 matmul_dt(const float *x, uint32_t m, size_t ldx, const void *w,
     dw_dtype_t dt, uint32_t k, uint32_t r0, uint32_t r1, float *y,
     size_t ldy)
 {
-    uint32_t  rb, re, blk;
-    size_t    es = dt == DW_DT_F32 ? 4 : 2;
+    uint32_t  r;
 
-    if (m <= DW_TT) {
-        xrows(x, m, ldx, w, dt, k, r0, r1, y, ldy);
-        return;
+    for (r = r0; r + DW_TR <= r1; r += DW_TR) {
+        rows(x, m, ldx, w, dt, k, r, DW_TR, y, ldy);
     }
-    blk = (uint32_t) (DW_WBLOCK / ((size_t) k * es + 1)) & ~(DW_TR - 1u);
-    if (blk < DW_TR) {
-        blk = DW_TR;
-    }
-    for (rb = r0; rb < r1; rb = re) {
-        re = r1 - rb > blk ? rb + blk : r1;
-        xrows(x, m, ldx, w, dt, k, rb, re, y, ldy);
+    for (; r < r1; r++) {
+        rows(x, m, ldx, w, dt, k, r, 1, y, ldy);
     }
 }
 

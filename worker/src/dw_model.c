@@ -4,7 +4,6 @@
  * memory-mapped; every tensor the architecture needs is checked for
  * presence, dtype and shape before the model is handed out.
  */
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,22 +13,10 @@
 #include <jansson.h>
 
 #include "dw_kern_int.h"
+#include "dw_err.h"
 #include "dw_model_int.h"
 
 #define DW_MAX_SHARDS  1024
-
-static void
-m_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int
 m_open_shards(dw_model_t *m, const char *dir, char *err, size_t errlen)
@@ -45,7 +32,7 @@ m_open_shards(dw_model_t *m, const char *dir, char *err, size_t errlen)
     if (stat(path, &st) != 0) {
         m->files = calloc(1, sizeof(*m->files));
         if (m->files == NULL) {
-            m_err(err, errlen, "out of memory");
+            dw_errf(err, errlen, "out of memory");
             return -1;
         }
         snprintf(path, sizeof(path), "%s/model.safetensors", dir);
@@ -58,33 +45,34 @@ m_open_shards(dw_model_t *m, const char *dir, char *err, size_t errlen)
 
     root = json_load_file(path, 0, &jerr);
     if (root == NULL) {
-        m_err(err, errlen, "%s: %s (line %d)", path, jerr.text, jerr.line);
+        dw_errf(err, errlen, "%s: %s (line %d)", path, jerr.text, jerr.line);
         return -1;
     }
     wm = json_object_get(root, "weight_map");
     if (!json_is_object(wm) || json_object_size(wm) == 0) {
         json_decref(root);
-        m_err(err, errlen, "%s: weight_map missing or empty", path);
+        dw_errf(err, errlen, "%s: weight_map missing or empty", path);
         return -1;
     }
     /* distinct shard file names, in order of first appearance */
     names = calloc(json_object_size(wm), sizeof(*names));
     if (names == NULL) {
         json_decref(root);
-        m_err(err, errlen, "out of memory");
+        dw_errf(err, errlen, "out of memory");
         return -1;
     }
     n = 0;
     json_object_foreach(wm, key, v) {
         if (!json_is_string(v)) {
-            m_err(err, errlen, "%s: weight_map[%s] is not a file name", path,
-                  key);
+            dw_errf(err, errlen, "%s: weight_map[%s] is not a file name", path,
+                    key);
             goto fail;
         }
         fn = json_string_value(v);
         if (fn[0] == '\0' || strchr(fn, '/') != NULL || fn[0] == '.') {
-            m_err(err, errlen, "%s: weight_map[%s]: bad shard name \"%.64s\"",
-                  path, key, fn);
+            dw_errf(err, errlen,
+                    "%s: weight_map[%s]: bad shard name \"%.64s\"", path, key,
+                    fn);
             goto fail;
         }
         for (i = 0; i < n; i++) {
@@ -94,8 +82,8 @@ m_open_shards(dw_model_t *m, const char *dir, char *err, size_t errlen)
         }
         if (i == n) {
             if (n == DW_MAX_SHARDS) {
-                m_err(err, errlen, "%s: more than %d shards", path,
-                      DW_MAX_SHARDS);
+                dw_errf(err, errlen, "%s: more than %d shards", path,
+                        DW_MAX_SHARDS);
                 goto fail;
             }
             names[n++] = fn;
@@ -103,7 +91,7 @@ m_open_shards(dw_model_t *m, const char *dir, char *err, size_t errlen)
     }
     m->files = calloc(n, sizeof(*m->files));
     if (m->files == NULL) {
-        m_err(err, errlen, "out of memory");
+        dw_errf(err, errlen, "out of memory");
         goto fail;
     }
     for (i = 0; i < n; i++) {
@@ -152,19 +140,19 @@ m_tensor(const dw_model_t *m, const char *name, uint32_t ndim,
 
     t = m_find(m, name, file);
     if (t == NULL) {
-        m_err(err, errlen, "%s: tensor missing", name);
+        dw_errf(err, errlen, "%s: tensor missing", name);
         return NULL;
     }
     if (!t->supported) {
-        m_err(err, errlen, "%s: dtype %s not supported (F32, BF16, F16 are)",
-              name, t->dtype_name);
+        dw_errf(err, errlen, "%s: dtype %s not supported (F32, BF16, F16 are)",
+                name, t->dtype_name);
         return NULL;
     }
     if ((uintptr_t) ((*file)->data + t->begin) % dw_dtype_size(t->dtype)) {
         /* writers pad the header to 8 bytes; kernels read elements in
          * place and need them aligned */
-        m_err(err, errlen, "%s: data not aligned to its %s elements", name,
-              t->dtype_name);
+        dw_errf(err, errlen, "%s: data not aligned to its %s elements", name,
+                t->dtype_name);
         return NULL;
     }
     ok = t->ndim == ndim;
@@ -183,7 +171,7 @@ m_tensor(const dw_model_t *m, const char *name, uint32_t ndim,
                            i ? ", " : "", (unsigned long long) shape[i]);
         }
         want[wl] = '\0';
-        m_err(err, errlen, "%s: shape [%s], expected [%s]", name, got, want);
+        dw_errf(err, errlen, "%s: shape [%s], expected [%s]", name, got, want);
         return NULL;
     }
     return t;
@@ -228,7 +216,7 @@ m_vec(dw_model_t *m, const char *name, uint32_t n, float **out, char *err,
     }
     v = malloc((size_t) n * sizeof(float));
     if (v == NULL) {
-        m_err(err, errlen, "out of memory");
+        dw_errf(err, errlen, "out of memory");
         return -1;
     }
     dw_to_f32(v, f->data + t->begin, t->dtype, n);
@@ -309,7 +297,7 @@ dw_model_load(const char *dir, dw_model_t **out, char *err, size_t errlen)
     *out = NULL;
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        m_err(err, errlen, "out of memory");
+        dw_errf(err, errlen, "out of memory");
         return -1;
     }
     c = &m->cfg;
@@ -321,7 +309,7 @@ dw_model_load(const char *dir, dw_model_t **out, char *err, size_t errlen)
     }
     m->layers = calloc(c->n_layers, sizeof(*m->layers));
     if (m->layers == NULL) {
-        m_err(err, errlen, "out of memory");
+        dw_errf(err, errlen, "out of memory");
         dw_model_free(m);
         return -1;
     }

@@ -2,26 +2,13 @@
  * dynamo-worker: config.json of a Hugging Face model directory.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "dw_err.h"
 #include "dw_model_int.h"
-
-static void
-cfg_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int
 dw_model_arch_supported(const char *arch)
@@ -44,19 +31,19 @@ cfg_u32(json_t *root, const char *key, uint32_t def, uint32_t *out,
     v = json_object_get(root, key);
     if (v == NULL || json_is_null(v)) {
         if (def == 0) {
-            cfg_err(err, errlen, "config.json: %s missing", key);
+            dw_errf(err, errlen, "config.json: %s missing", key);
             return -1;
         }
         *out = def;
         return 0;
     }
     if (!json_is_integer(v)) {
-        cfg_err(err, errlen, "config.json: %s is not an integer", key);
+        dw_errf(err, errlen, "config.json: %s is not an integer", key);
         return -1;
     }
     x = json_integer_value(v);
     if (x <= 0 || x > (json_int_t) UINT32_MAX / 4) {
-        cfg_err(err, errlen, "config.json: %s = %lld out of range", key,
+        dw_errf(err, errlen, "config.json: %s = %lld out of range", key,
                 (long long) x);
         return -1;
     }
@@ -77,12 +64,12 @@ cfg_float(json_t *root, const char *key, float def, float *out, char *err,
         return 0;
     }
     if (!json_is_number(v)) {
-        cfg_err(err, errlen, "config.json: %s is not a number", key);
+        dw_errf(err, errlen, "config.json: %s is not a number", key);
         return -1;
     }
     x = json_number_value(v);
     if (!(x > 0) || !isfinite(x)) {
-        cfg_err(err, errlen, "config.json: %s = %g out of range", key, x);
+        dw_errf(err, errlen, "config.json: %s = %g out of range", key, x);
         return -1;
     }
     *out = (float) x;
@@ -113,7 +100,7 @@ cfg_rope_scaling(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         return 0;
     }
     if (!json_is_object(rs)) {
-        cfg_err(err, errlen, "config.json: rope_scaling is not an object");
+        dw_errf(err, errlen, "config.json: rope_scaling is not an object");
         return -1;
     }
     t = json_object_get(rs, "rope_type");
@@ -125,7 +112,7 @@ cfg_rope_scaling(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         return 0;
     }
     if (strcmp(type, "llama3") != 0) {
-        cfg_err(err, errlen, "config.json: rope_scaling type \"%.32s\" not "
+        dw_errf(err, errlen, "config.json: rope_scaling type \"%.32s\" not "
                 "supported (llama3 is)", type);
         return -1;
     }
@@ -141,7 +128,7 @@ cfg_rope_scaling(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         return -1;
     }
     if (cfg->rope_high_freq_factor <= cfg->rope_low_freq_factor) {
-        cfg_err(err, errlen, "config.json: rope_scaling high_freq_factor must "
+        dw_errf(err, errlen, "config.json: rope_scaling high_freq_factor must "
                 "exceed low_freq_factor");
         return -1;
     }
@@ -168,7 +155,7 @@ cfg_token_ids(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         if (json_integer_value(v) < 0
             || json_integer_value(v) >= (json_int_t) cfg->vocab_size)
         {
-            cfg_err(err, errlen, "config.json: eos_token_id out of range");
+            dw_errf(err, errlen, "config.json: eos_token_id out of range");
             return -1;
         }
         cfg->eos_ids[cfg->n_eos++] = (uint32_t) json_integer_value(v);
@@ -177,19 +164,19 @@ cfg_token_ids(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
             if (!json_is_integer(e) || json_integer_value(e) < 0
                 || json_integer_value(e) >= (json_int_t) cfg->vocab_size)
             {
-                cfg_err(err, errlen, "config.json: eos_token_id[%zu] out of "
+                dw_errf(err, errlen, "config.json: eos_token_id[%zu] out of "
                         "range", i);
                 return -1;
             }
             if (cfg->n_eos == DW_MAX_EOS) {
-                cfg_err(err, errlen, "config.json: more than %d eos ids",
+                dw_errf(err, errlen, "config.json: more than %d eos ids",
                         DW_MAX_EOS);
                 return -1;
             }
             cfg->eos_ids[cfg->n_eos++] = (uint32_t) json_integer_value(e);
         }
     } else if (v != NULL && !json_is_null(v)) {
-        cfg_err(err, errlen, "config.json: eos_token_id is neither an "
+        dw_errf(err, errlen, "config.json: eos_token_id is neither an "
                 "integer nor a list");
         return -1;
     }
@@ -206,12 +193,12 @@ cfg_parse(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
     archs = json_object_get(root, "architectures");
     a = json_is_array(archs) ? json_array_get(archs, 0) : NULL;
     if (!json_is_string(a)) {
-        cfg_err(err, errlen, "config.json: architectures missing");
+        dw_errf(err, errlen, "config.json: architectures missing");
         return -1;
     }
     s = json_string_value(a);
     if (!dw_model_arch_supported(s)) {
-        cfg_err(err, errlen, "config.json: architecture %.64s not supported "
+        dw_errf(err, errlen, "config.json: architecture %.64s not supported "
                 "(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
                 "Qwen3ForCausalLM are)", s);
         return -1;
@@ -239,7 +226,7 @@ cfg_parse(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         return -1;
     }
     if (cfg->n_heads % cfg->n_kv_heads != 0) {
-        cfg_err(err, errlen, "config.json: num_attention_heads %u is not a "
+        dw_errf(err, errlen, "config.json: num_attention_heads %u is not a "
                 "multiple of num_key_value_heads %u", cfg->n_heads,
                 cfg->n_kv_heads);
         return -1;
@@ -252,7 +239,7 @@ cfg_parse(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         }
     } else {
         if (cfg->hidden_size % cfg->n_heads != 0) {
-            cfg_err(err, errlen, "config.json: hidden_size %u is not a "
+            dw_errf(err, errlen, "config.json: hidden_size %u is not a "
                     "multiple of num_attention_heads %u", cfg->hidden_size,
                     cfg->n_heads);
             return -1;
@@ -260,7 +247,7 @@ cfg_parse(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         cfg->head_dim = cfg->hidden_size / cfg->n_heads;
     }
     if (cfg->head_dim % 2 != 0 || cfg->head_dim > 1024) {
-        cfg_err(err, errlen, "config.json: head_dim %u must be even and at "
+        dw_errf(err, errlen, "config.json: head_dim %u must be even and at "
                 "most 1024", cfg->head_dim);
         return -1;
     }
@@ -292,7 +279,7 @@ cfg_parse(json_t *root, dw_config_t *cfg, char *err, size_t errlen)
         } else if (strcmp(s, "float16") == 0) {
             cfg->dtype = DW_DT_F16;
         } else if (strcmp(s, "float32") != 0) {
-            cfg_err(err, errlen, "config.json: dtype %.32s not supported "
+            dw_errf(err, errlen, "config.json: dtype %.32s not supported "
                     "(float32, bfloat16, float16 are)", s);
             return -1;
         }
@@ -312,17 +299,17 @@ dw_model_load_config(const char *dir, dw_config_t *cfg, char *err,
     if (snprintf(path, sizeof(path), "%s/config.json", dir)
         >= (int) sizeof(path))
     {
-        cfg_err(err, errlen, "model directory path too long");
+        dw_errf(err, errlen, "model directory path too long");
         return -1;
     }
     root = json_load_file(path, 0, &jerr);
     if (root == NULL) {
-        cfg_err(err, errlen, "%s: %s (line %d)", path, jerr.text, jerr.line);
+        dw_errf(err, errlen, "%s: %s (line %d)", path, jerr.text, jerr.line);
         return -1;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        cfg_err(err, errlen, "%s: not a JSON object", path);
+        dw_errf(err, errlen, "%s: not a JSON object", path);
         return -1;
     }
     rc = cfg_parse(root, cfg, err, errlen);

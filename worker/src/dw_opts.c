@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,12 +297,55 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
     return 0;
 }
 
+/* The options that take an integer in a range, parsed by one path. */
+typedef struct {
+    int          opt;
+    size_t       off;           /* of its uint32_t in dw_opts_t */
+    uint32_t     lo, hi;
+    const char  *want;
+} dw_u32_opt_t;
+
+static const dw_u32_opt_t  dw_u32_opts[] = {
+    { OPT_PORT, offsetof(dw_opts_t, port),
+      0, 65535, "want 0..65535" },
+    { OPT_REDIS_DB, offsetof(dw_opts_t, redis_db),
+      0, 65535, "want 0..65535" },
+    { OPT_BLOCK_SIZE, offsetof(dw_opts_t, block_size),
+      1, 1024, "want 1..1024" },
+    { OPT_NUM_BLOCKS, offsetof(dw_opts_t, num_blocks),
+      1, 1U << 30, "want 1..2^30" },
+    { OPT_MAX_SEQS, offsetof(dw_opts_t, max_num_seqs),
+      1, 1U << 20, "want 1..2^20" },
+    { OPT_MAX_BATCHED, offsetof(dw_opts_t, max_num_batched_tokens),
+      1, 1U << 24, "want 1..2^24" },
+    { OPT_MAX_LEN, offsetof(dw_opts_t, max_model_len),
+      2, 1U << 24, "want 2..2^24" },
+    { OPT_THREADS, offsetof(dw_opts_t, threads),
+      0, 1024, "want 0..1024" },
+    { OPT_NUM_WORKERS, offsetof(dw_opts_t, num_workers),
+      1, 1024, "want 1..1024" },
+};
+
+static const dw_u32_opt_t *
+opts_u32_row(int c)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(dw_u32_opts) / sizeof(dw_u32_opts[0]); i++) {
+        if (dw_u32_opts[i].opt == c) {
+            return &dw_u32_opts[i];
+        }
+    }
+    return NULL;
+}
+
 int
 dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
     size_t errlen)
 {
-    int          c, idx;
-    const char  *name;
+    int                  c, idx;
+    const char          *name;
+    const dw_u32_opt_t  *u;
 
     opts_defaults(o);
     optind = 1;
@@ -313,6 +357,15 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
             break;
         }
         name = idx >= 0 ? dw_long_opts[idx].name : "";
+        u = opts_u32_row(c);
+        if (u != NULL) {
+            if (opts_u32(optarg, u->lo, u->hi,
+                         (uint32_t *) ((char *) o + u->off)))
+            {
+                return opts_bad(err, errlen, name, optarg, u->want);
+            }
+            continue;
+        }
         switch (c) {
         case OPT_MODEL:
             o->model = optarg;
@@ -329,11 +382,6 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
         case OPT_HOST:
             o->host = optarg;
             break;
-        case OPT_PORT:
-            if (opts_u32(optarg, 0, 65535, &o->port)) {
-                return opts_bad(err, errlen, name, optarg, "want 0..65535");
-            }
-            break;
         case OPT_ADVERTISE:
             if (optarg[0] == '\0' || strlen(optarg) >= KVR_ADDR_MAX - 6) {
                 return opts_bad(err, errlen, name, optarg,
@@ -346,11 +394,6 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
             break;
         case OPT_REDIS_PASSWORD:
             o->redis_password = optarg;
-            break;
-        case OPT_REDIS_DB:
-            if (opts_u32(optarg, 0, 65535, &o->redis_db)) {
-                return opts_bad(err, errlen, name, optarg, "want 0..65535");
-            }
             break;
         case OPT_NAMESPACE:
             if (kvr_redis_ns_valid(optarg) != KVR_OK) {
@@ -380,40 +423,10 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
                                 "want both, decode or prefill");
             }
             break;
-        case OPT_BLOCK_SIZE:
-            if (opts_u32(optarg, 1, 1024, &o->block_size)) {
-                return opts_bad(err, errlen, name, optarg, "want 1..1024");
-            }
-            break;
-        case OPT_NUM_BLOCKS:
-            if (opts_u32(optarg, 1, 1U << 30, &o->num_blocks)) {
-                return opts_bad(err, errlen, name, optarg, "want 1..2^30");
-            }
-            break;
         case OPT_KV_MEM:
             if (opts_size(optarg, &o->kv_cache_memory)) {
                 return opts_bad(err, errlen, name, optarg,
                                 "want bytes > 0, with an optional K, M or G");
-            }
-            break;
-        case OPT_MAX_SEQS:
-            if (opts_u32(optarg, 1, 1U << 20, &o->max_num_seqs)) {
-                return opts_bad(err, errlen, name, optarg, "want 1..2^20");
-            }
-            break;
-        case OPT_MAX_BATCHED:
-            if (opts_u32(optarg, 1, 1U << 24, &o->max_num_batched_tokens)) {
-                return opts_bad(err, errlen, name, optarg, "want 1..2^24");
-            }
-            break;
-        case OPT_MAX_LEN:
-            if (opts_u32(optarg, 2, 1U << 24, &o->max_model_len)) {
-                return opts_bad(err, errlen, name, optarg, "want 2..2^24");
-            }
-            break;
-        case OPT_THREADS:
-            if (opts_u32(optarg, 0, 1024, &o->threads)) {
-                return opts_bad(err, errlen, name, optarg, "want 0..1024");
             }
             break;
         case OPT_NO_PREFIX:
@@ -436,11 +449,6 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
         case OPT_MOCK_SEED:
             if (opts_u64(optarg, UINT64_MAX, &o->mock_seed)) {
                 return opts_bad(err, errlen, name, optarg, "want a u64");
-            }
-            break;
-        case OPT_NUM_WORKERS:
-            if (opts_u32(optarg, 1, 1024, &o->num_workers)) {
-                return opts_bad(err, errlen, name, optarg, "want 1..1024");
             }
             break;
         case OPT_LOG_LEVEL:

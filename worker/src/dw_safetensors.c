@@ -3,7 +3,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,24 +12,12 @@
 
 #include <jansson.h>
 
+#include "dw_err.h"
 #include "dw_safetensors_int.h"
 
 /* A header larger than this is not a model we can serve (HF caps it at
  * 100 MB too). */
 #define DW_ST_MAX_HEADER  (100u * 1024 * 1024)
-
-static void
-st_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 size_t
 dw_dtype_size(dw_dtype_t dt)
@@ -101,7 +88,7 @@ st_entry(const char *name, json_t *v, uint64_t data_len, dw_st_tensor_t *t,
     size_t       i;
 
     if (!json_is_object(v)) {
-        st_err(err, errlen, "tensor %s: entry is not an object", name);
+        dw_errf(err, errlen, "tensor %s: entry is not an object", name);
         return -1;
     }
     jdt = json_object_get(v, "dtype");
@@ -110,22 +97,22 @@ st_entry(const char *name, json_t *v, uint64_t data_len, dw_st_tensor_t *t,
     if (!json_is_string(jdt) || !json_is_array(jshape)
         || !json_is_array(joff) || json_array_size(joff) != 2)
     {
-        st_err(err, errlen, "tensor %s: needs dtype, shape and "
-               "data_offsets [begin, end]", name);
+        dw_errf(err, errlen, "tensor %s: needs dtype, shape and "
+                "data_offsets [begin, end]", name);
         return -1;
     }
     ds = json_string_value(jdt);
     elsize = st_any_dtype_size(ds);
     if (elsize == 0) {
-        st_err(err, errlen, "tensor %s: unknown dtype \"%.16s\"", name, ds);
+        dw_errf(err, errlen, "tensor %s: unknown dtype \"%.16s\"", name, ds);
         return -1;
     }
     snprintf(t->dtype_name, sizeof(t->dtype_name), "%s", ds);
     t->supported = st_dtype(ds, &t->dtype) == 0;
 
     if (json_array_size(jshape) > DW_ST_MAX_DIMS) {
-        st_err(err, errlen, "tensor %s: more than %d dimensions", name,
-               DW_ST_MAX_DIMS);
+        dw_errf(err, errlen, "tensor %s: more than %d dimensions", name,
+                DW_ST_MAX_DIMS);
         return -1;
     }
     t->ndim = (uint32_t) json_array_size(jshape);
@@ -133,18 +120,18 @@ st_entry(const char *name, json_t *v, uint64_t data_len, dw_st_tensor_t *t,
     for (i = 0; i < t->ndim; i++) {
         d = json_array_get(jshape, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0) {
-            st_err(err, errlen, "tensor %s: bad shape", name);
+            dw_errf(err, errlen, "tensor %s: bad shape", name);
             return -1;
         }
         t->shape[i] = (uint64_t) json_integer_value(d);
         if (t->shape[i] != 0 && count > UINT64_MAX / t->shape[i]) {
-            st_err(err, errlen, "tensor %s: shape overflows", name);
+            dw_errf(err, errlen, "tensor %s: shape overflows", name);
             return -1;
         }
         count *= t->shape[i];
     }
     if (count > UINT64_MAX / elsize) {
-        st_err(err, errlen, "tensor %s: shape overflows", name);
+        dw_errf(err, errlen, "tensor %s: shape overflows", name);
         return -1;
     }
     if (!json_is_integer(json_array_get(joff, 0))
@@ -152,22 +139,22 @@ st_entry(const char *name, json_t *v, uint64_t data_len, dw_st_tensor_t *t,
         || json_integer_value(json_array_get(joff, 0)) < 0
         || json_integer_value(json_array_get(joff, 1)) < 0)
     {
-        st_err(err, errlen, "tensor %s: bad data_offsets", name);
+        dw_errf(err, errlen, "tensor %s: bad data_offsets", name);
         return -1;
     }
     b = (uint64_t) json_integer_value(json_array_get(joff, 0));
     e = (uint64_t) json_integer_value(json_array_get(joff, 1));
     if (b > e || e > data_len) {
-        st_err(err, errlen, "tensor %s: data_offsets [%llu, %llu] outside "
-               "the %llu data bytes (truncated file?)", name,
-               (unsigned long long) b, (unsigned long long) e,
-               (unsigned long long) data_len);
+        dw_errf(err, errlen, "tensor %s: data_offsets [%llu, %llu] outside "
+                "the %llu data bytes (truncated file?)", name,
+                (unsigned long long) b, (unsigned long long) e,
+                (unsigned long long) data_len);
         return -1;
     }
     if (e - b != count * elsize) {
-        st_err(err, errlen, "tensor %s: %llu data bytes, shape and dtype "
-               "need %llu", name, (unsigned long long) (e - b),
-               (unsigned long long) (count * elsize));
+        dw_errf(err, errlen, "tensor %s: %llu data bytes, shape and dtype "
+                "need %llu", name, (unsigned long long) (e - b),
+                (unsigned long long) (count * elsize));
         return -1;
     }
     t->begin = b;
@@ -188,7 +175,7 @@ dw_st_parse(const uint8_t *buf, size_t len, dw_st_file_t *f, char *err,
 
     memset(f, 0, sizeof(*f));
     if (len < 8) {
-        st_err(err, errlen, "file too short for a safetensors header");
+        dw_errf(err, errlen, "file too short for a safetensors header");
         return -1;
     }
     hlen = 0;
@@ -196,20 +183,20 @@ dw_st_parse(const uint8_t *buf, size_t len, dw_st_file_t *f, char *err,
         hlen = (hlen << 8) | buf[k];
     }
     if (hlen > DW_ST_MAX_HEADER || hlen > len - 8) {
-        st_err(err, errlen, "header length %llu exceeds the file "
-               "(%zu bytes; truncated?)", (unsigned long long) hlen, len);
+        dw_errf(err, errlen, "header length %llu exceeds the file "
+                "(%zu bytes; truncated?)", (unsigned long long) hlen, len);
         return -1;
     }
     root = json_loadb((const char *) buf + 8, (size_t) hlen,
                       JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        st_err(err, errlen, "bad header JSON: %s (at byte %d)", jerr.text,
-               jerr.position);
+        dw_errf(err, errlen, "bad header JSON: %s (at byte %d)", jerr.text,
+                jerr.position);
         return -1;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        st_err(err, errlen, "bad header JSON: not an object");
+        dw_errf(err, errlen, "bad header JSON: not an object");
         return -1;
     }
     f->data = buf + 8 + hlen;
@@ -219,7 +206,7 @@ dw_st_parse(const uint8_t *buf, size_t len, dw_st_file_t *f, char *err,
     f->t = calloc(n ? n : 1, sizeof(*f->t));
     if (f->t == NULL) {
         json_decref(root);
-        st_err(err, errlen, "out of memory");
+        dw_errf(err, errlen, "out of memory");
         return -1;
     }
     i = 0;
@@ -232,7 +219,7 @@ dw_st_parse(const uint8_t *buf, size_t len, dw_st_file_t *f, char *err,
         }
         f->t[i].name = strdup(key);
         if (f->t[i].name == NULL) {
-            st_err(err, errlen, "out of memory");
+            dw_errf(err, errlen, "out of memory");
             goto fail;
         }
         i++;
@@ -259,29 +246,29 @@ dw_st_open(const char *path, dw_st_file_t *f, char *err, size_t errlen)
     memset(f, 0, sizeof(*f));
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        st_err(err, errlen, "%s: %s", path, strerror(errno));
+        dw_errf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        st_err(err, errlen, "%s: not a regular file", path);
+        dw_errf(err, errlen, "%s: not a regular file", path);
         return -1;
     }
     if (st.st_size < 8) {
         close(fd);
-        st_err(err, errlen, "%s: file too short for a safetensors header",
-               path);
+        dw_errf(err, errlen, "%s: file too short for a safetensors header",
+                path);
         return -1;
     }
     map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        st_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        dw_errf(err, errlen, "%s: mmap: %s", path, strerror(errno));
         return -1;
     }
     if (dw_st_parse(map, (size_t) st.st_size, f, e2, sizeof(e2)) != 0) {
         munmap(map, (size_t) st.st_size);
-        st_err(err, errlen, "%s: %s", path, e2);
+        dw_errf(err, errlen, "%s: %s", path, e2);
         return -1;
     }
     f->map = map;

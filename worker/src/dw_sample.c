@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dw_rand.h"
 #include "dw_sample_int.h"
 
 void
@@ -24,16 +25,6 @@ dw_sampling_defaults(dw_sampling_t *sp)
 
 /* ---- RNG ---- */
 
-static uint64_t
-dw_splitmix64(uint64_t *x)
-{
-    uint64_t  z = (*x += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void
 dw_rng_seed(dw_rng_t *r, uint64_t seed)
 {
@@ -42,12 +33,6 @@ dw_rng_seed(dw_rng_t *r, uint64_t seed)
     for (i = 0; i < 4; i++) {
         r->s[i] = dw_splitmix64(&seed);
     }
-}
-
-static inline uint64_t
-dw_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
 }
 
 uint64_t
@@ -181,6 +166,33 @@ dw_before(const float *v, uint32_t a, uint32_t b)
     return v[a] > v[b] || (v[a] == v[b] && a < b);
 }
 
+/*
+ * Hoare partition of a[0..n) around the id p (one of them): on return
+ * a[0..j] all come no later than p, a[j+1..n) no earlier; returns j.
+ */
+static uint32_t
+dw_partition(uint32_t *a, uint32_t n, const float *v, uint32_t p)
+{
+    uint32_t  i = 0, j = n - 1, t;
+
+    for ( ;; ) {
+        while (dw_before(v, a[i], p)) {
+            i++;
+        }
+        while (dw_before(v, p, a[j])) {
+            j--;
+        }
+        if (i >= j) {
+            return j;
+        }
+        t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+    }
+}
+
 static void
 dw_sort_desc(uint32_t *a, uint32_t n, const float *v)
 {
@@ -194,24 +206,7 @@ dw_sort_desc(uint32_t *a, uint32_t n, const float *v)
         if (dw_before(v, z, y)) { t = y; y = z; z = t; }
         if (dw_before(v, y, x)) { t = x; x = y; y = t; }
         p = y;
-        i = 0;
-        j = n - 1;
-        for ( ;; ) {
-            while (dw_before(v, a[i], p)) {
-                i++;
-            }
-            while (dw_before(v, p, a[j])) {
-                j--;
-            }
-            if (i >= j) {
-                break;
-            }
-            t = a[i];
-            a[i] = a[j];
-            a[j] = t;
-            i++;
-            j--;
-        }
+        j = dw_partition(a, n, v, p);
         /* recurse into the smaller side */
         if (j + 1 < n - j - 1) {
             dw_sort_desc(a, j + 1, v);
@@ -242,29 +237,12 @@ static uint32_t
 dw_mass_select(uint32_t *a, uint32_t n, const float *w, double target,
     double *mass)
 {
-    uint32_t  lo = 0, hi = n, i, j, t, p;
+    uint32_t  lo = 0, hi = n, i, j, p;
     double    acc = 0.0, left;
 
     while (hi - lo > 16) {
         p = a[lo + (hi - lo) / 2];
-        i = lo;
-        j = hi - 1;
-        for ( ;; ) {
-            while (dw_before(w, a[i], p)) {
-                i++;
-            }
-            while (dw_before(w, p, a[j])) {
-                j--;
-            }
-            if (i >= j) {
-                break;
-            }
-            t = a[i];
-            a[i] = a[j];
-            a[j] = t;
-            i++;
-            j--;
-        }
+        j = lo + dw_partition(a + lo, hi - lo, w, p);
         /* a[lo..j] precede a[j+1..hi) */
         left = 0.0;
         for (i = lo; i <= j; i++) {

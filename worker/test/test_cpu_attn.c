@@ -186,6 +186,11 @@ test_paged_attention(void **state)
         { 6, 6, 16, 5, 2 },
         { 2, 2, 2, 7, 1 },
         { 12, 3, 64, 4, 2 },
+        /* the vector paths: 8 keys at a time need 8 in a block; the
+         * weighted sum of V goes 64 dimensions at a time, then the rest */
+        { 4, 2, 128, 16, 2 },
+        { 2, 1, 96, 8, 1 },
+        { 3, 3, 72, 9, 3 },
     };
     size_t  i;
 

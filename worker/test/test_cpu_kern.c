@@ -104,7 +104,9 @@ check_matmul(dw_dtype_t dt, uint32_t m, uint32_t rows, uint32_t k,
 static void
 test_matmul(void **state)
 {
-    static const uint32_t  ms[] = { 1, 2, 3, 4, 7, 13 };
+    /* x rows: one tile of each width, and several tiles with every
+     * remainder (tile widths 3 and 6, see dw_kern_matmul.c) */
+    static const uint32_t  ms[] = { 1, 2, 3, 4, 5, 7, 10, 11, 13, 64 };
     static const uint32_t  rs[] = { 1, 3, 4, 5, 17, 64 };
     static const uint32_t  ks[] = { 1, 7, 8, 9, 64, 173 };
     int                    dt;
@@ -112,9 +114,9 @@ test_matmul(void **state)
     uint64_t               seed = 1;
 
     for (dt = 0; dt < 3; dt++) {
-        for (a = 0; a < 6; a++) {
-            for (b = 0; b < 6; b++) {
-                for (c = 0; c < 6; c++) {
+        for (a = 0; a < sizeof(ms) / sizeof(ms[0]); a++) {
+            for (b = 0; b < sizeof(rs) / sizeof(rs[0]); b++) {
+                for (c = 0; c < sizeof(ks) / sizeof(ks[0]); c++) {
                     check_matmul((dw_dtype_t) dt, ms[a], rs[b], ks[c],
                                  seed++);
                 }

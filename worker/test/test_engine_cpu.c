@@ -63,33 +63,19 @@ open_cpu(dw_ts_eng_t *t, uint32_t n_blocks, uint32_t budget)
     assert_int_equal(dw_ts_eng_open(t, &c, be), 0);
 }
 
-static dw_sampling_t
-greedy(uint32_t max_tokens)
-{
-    dw_sampling_t  sp;
-
-    dw_sampling_defaults(&sp);
-    sp.temperature = 0.0f;
-    sp.max_tokens = max_tokens;
-    return sp;
-}
-
+/* bos, then ordinary tokens of stories260K's 512 */
 static void
 rand_prompt(uint64_t *rs, uint32_t *p, uint32_t n)
 {
-    uint32_t  i;
-
     p[0] = 1;
-    for (i = 1; i < n; i++) {
-        p[i] = 3 + (uint32_t) (dw_ts_eng_rand(rs) % 509);
-    }
+    dw_ts_rand_ids(rs, p + 1, n - 1, 3, 509);
 }
 
 static void
 test_greedy_known_good(void **state)
 {
     dw_ts_eng_t    t;
-    dw_sampling_t  sp = greedy(25);
+    dw_sampling_t  sp = dw_ts_greedy_sp(25);
 
     (void) state;
     open_cpu(&t, 64, 8192);
@@ -120,14 +106,14 @@ busy_batch(uint32_t n_blocks, uint64_t *preemptions)
     open_cpu(&t, n_blocks, 64);
     for (i = 0; i < 9; i++) {
         if (i == 4) {
-            sp = greedy(25);
+            sp = dw_ts_greedy_sp(25);
             assert_int_equal(dw_ts_submit(&t, i, dw_ts_stories_prompt, 5,
                                           &sp), 0);
             continue;
         }
         n = 40 + 41 * i;
         rand_prompt(&rs, p, n);
-        sp = greedy(30);
+        sp = dw_ts_greedy_sp(30);
         if (i % 2) {
             sp.temperature = 0.9f;
             sp.has_seed = 1;
@@ -168,7 +154,7 @@ static void
 test_prefix_reuse_exact(void **state)
 {
     dw_ts_eng_t        t, u;
-    dw_sampling_t      sp = greedy(5);
+    dw_sampling_t      sp = dw_ts_greedy_sp(5);
     dw_engine_stats_t  st;
     uint32_t           a[40], b[37];
     uint64_t           rs = 5;
@@ -207,7 +193,7 @@ static void
 test_seeded_sampling_repeats(void **state)
 {
     dw_ts_eng_t    t;
-    dw_sampling_t  sp = greedy(20);
+    dw_sampling_t  sp = dw_ts_greedy_sp(20);
     uint32_t       i;
 
     (void) state;

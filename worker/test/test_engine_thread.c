@@ -48,12 +48,12 @@ feeder(void *arg)
     for (i = 0; i < N_REQ; i++) {
         memset(&r, 0, sizeof(r));
         r.id = i;
-        r.n_prompt = 8 + (uint32_t) (dw_ts_eng_rand(&rs) % 120);
+        r.n_prompt = 8 + (uint32_t) (dw_splitmix64(&rs) % 120);
         r.prompt = malloc(r.n_prompt * sizeof(uint32_t));
         for (j = 0; j < r.n_prompt; j++) {
             /* a shared 16-token head for half of them */
             r.prompt[j] = (i % 2 && j < 16)
-                          ? 10 + j : 3 + (uint32_t) (dw_ts_eng_rand(&rs) % 490);
+                          ? 10 + j : 3 + (uint32_t) (dw_splitmix64(&rs) % 490);
         }
         dw_sampling_defaults(&r.sp);
         r.sp.temperature = 0.0f;
@@ -65,7 +65,7 @@ feeder(void *arg)
         if (i % 5 == 4) {
             dw_engine_cancel(f->e, i - 2);
         }
-        sleep_us((long) (dw_ts_eng_rand(&rs) % 300));
+        sleep_us((long) (dw_splitmix64(&rs) % 300));
     }
     return NULL;
 }

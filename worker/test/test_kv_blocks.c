@@ -298,7 +298,7 @@ test_random_against_model(void **state)
         assert_int_equal(dw_bm_init(&bm, RN, 4, 1), 0);
         memset(&m, 0, sizeof(m));
         for (op = 0; op < 3000; op++) {
-            r = dw_ts_eng_rand(&rs);
+            r = dw_splitmix64(&rs);
             switch (r % 4) {
             case 0:     /* alloc */
                 if (m.n_held == 4 * RN) {

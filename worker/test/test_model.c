@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +23,7 @@
 #include "dw_kern_int.h"
 #include "dw_model_int.h"
 #include "support/dw_tsupport_model.h"
+#include "support/dw_tsupport_tmp.h"
 
 static char  mkmodel[4096];
 static char  tmpdir[256];
@@ -457,31 +457,18 @@ test_errors(void **state)
 static int
 group_setup(void **state)
 {
-    const char  *env = getenv("DW_MKMODEL");
-
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/dw_test_model.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        return -1;
-    }
-    if (env != NULL) {
-        snprintf(mkmodel, sizeof(mkmodel), "%s", env);
-    }
-    return 0;
+    return dw_ts_tmpdir(tmpdir, sizeof(tmpdir), "dw_test_model");
 }
 
 static int
 group_teardown(void **state)
 {
-    char  cmd[512];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return dw_ts_rmtree(tmpdir);
 }
 
 int
 main(int argc, char **argv)
 {
-    char  self[4096];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_config),
         cmocka_unit_test(test_mkmodel_roundtrip),
@@ -489,8 +476,6 @@ main(int argc, char **argv)
         cmocka_unit_test(test_errors),
     };
 
-    snprintf(self, sizeof(self), "%s", argv[0]);
-    snprintf(mkmodel, sizeof(mkmodel), "%s/../bin/dynamo-mkmodel",
-             dirname(self));
+    dw_ts_mkmodel_path(mkmodel, sizeof(mkmodel), argv[0]);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

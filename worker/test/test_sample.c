@@ -44,7 +44,7 @@ rand_logits(uint64_t *rs, float *l, uint32_t v, float scale)
     uint32_t  i;
 
     for (i = 0; i < v; i++) {
-        l[i] = scale * ((float) (dw_ts_eng_rand(rs) >> 40) / 16777216.0f
+        l[i] = scale * ((float) (dw_splitmix64(rs) >> 40) / 16777216.0f
                         - 0.5f);
     }
 }
@@ -466,17 +466,32 @@ now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* milliseconds per dw_sample() call over n calls on the same logits */
+static double
+ms_per_sample(dw_sampler_t *s, const float *l, const dw_sampling_t *sp,
+    dw_rng_t *r, uint32_t n)
+{
+    dw_sample_out_t  o;
+    double           t0;
+    uint32_t         i;
+
+    t0 = now_s();
+    for (i = 0; i < n; i++) {
+        dw_sample(s, l, sp, r, NULL, 0, 0, &o);
+    }
+    return (now_s() - t0) / n * 1e3;
+}
+
 static void
 test_speed_128k(void **state)
 {
-    uint32_t         v = 128256, i, n = 200;
+    uint32_t         v = 128256, n = 200;
     float           *l = malloc(v * sizeof(float));
     dw_sampler_t     s;
     dw_rng_t         r;
-    dw_sample_out_t  o;
     uint64_t         rs = 8;
     dw_sampling_t    sp = sp_temp(0.8f);
-    double           t0, t_greedy, t_topk, t_topp;
+    double           t_greedy, t_topk, t_topp;
 
     (void) state;
     rand_logits(&rs, l, v, 10.0f);
@@ -484,28 +499,16 @@ test_speed_128k(void **state)
     dw_rng_seed(&r, 1);
 
     sp.temperature = 0.0f;
-    t0 = now_s();
-    for (i = 0; i < n; i++) {
-        dw_sample(&s, l, &sp, &r, NULL, 0, 0, &o);
-    }
-    t_greedy = (now_s() - t0) / n * 1e3;
+    t_greedy = ms_per_sample(&s, l, &sp, &r, n);
 
     sp.temperature = 0.8f;
     sp.top_k = 50;
     sp.top_p = 0.9f;
-    t0 = now_s();
-    for (i = 0; i < n; i++) {
-        dw_sample(&s, l, &sp, &r, NULL, 0, 0, &o);
-    }
-    t_topk = (now_s() - t0) / n * 1e3;
+    t_topk = ms_per_sample(&s, l, &sp, &r, n);
 
     sp.top_k = 0;
     sp.top_p = 0.95f;
-    t0 = now_s();
-    for (i = 0; i < n; i++) {
-        dw_sample(&s, l, &sp, &r, NULL, 0, 0, &o);
-    }
-    t_topp = (now_s() - t0) / n * 1e3;
+    t_topp = ms_per_sample(&s, l, &sp, &r, n);
 
     printf("sample 128K vocab: greedy %.3f ms, top_k 50 + top_p 0.9 "
            "%.3f ms, top_p 0.95 %.3f ms\n", t_greedy, t_topk, t_topp);

@@ -24,15 +24,11 @@
 
 #define VOCAB  1000
 
+/* avoids eos (2) so prompts are ordinary text */
 static void
 rand_prompt(uint64_t *rs, uint32_t *p, uint32_t n)
 {
-    uint32_t  i;
-
-    for (i = 0; i < n; i++) {
-        /* avoid eos (2) so prompts are ordinary text */
-        p[i] = 3 + (uint32_t) (dw_ts_eng_rand(rs) % (VOCAB - 3));
-    }
+    dw_ts_rand_ids(rs, p, n, 3, VOCAB - 3);
 }
 
 static void
@@ -44,17 +40,6 @@ base_cfg(dw_engine_config_t *c, uint32_t bs, uint32_t n_blocks,
     c->n_blocks = n_blocks;
     c->max_num_batched_tokens = budget;
     c->max_num_seqs = 64;
-}
-
-static dw_sampling_t
-greedy(uint32_t max_tokens)
-{
-    dw_sampling_t  sp;
-
-    dw_sampling_defaults(&sp);
-    sp.temperature = 0.0f;
-    sp.max_tokens = max_tokens;
-    return sp;
 }
 
 /* every block free or cached, none referenced */
@@ -140,7 +125,7 @@ test_budget_decode_first_chunked(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(20);
+    dw_sampling_t       sp = dw_ts_greedy_sp(20);
     uint32_t            p[200], i;
     uint64_t            rs = 1;
     watch_t             w;
@@ -191,7 +176,7 @@ run_batch(uint32_t n_blocks, int logits_path, dw_ts_req_t *out,
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
     dw_engine_stats_t   st;
-    dw_sampling_t       sp = greedy(40);
+    dw_sampling_t       sp = dw_ts_greedy_sp(40);
     uint32_t            p[100], i;
     uint64_t            rs = 7;
 
@@ -257,7 +242,7 @@ test_cancel_frees_at_once(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(500);
+    dw_sampling_t       sp = dw_ts_greedy_sp(500);
     uint32_t            p[64], i;
     uint64_t            rs = 3;
     dw_engine_stats_t   st;
@@ -312,7 +297,7 @@ test_prefix_sharing_forward_tokens(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(1);
+    dw_sampling_t       sp = dw_ts_greedy_sp(1);
     uint32_t            a[20], b[22];
     uint64_t            rs = 11;
     dw_engine_stats_t   st;
@@ -360,7 +345,7 @@ test_prefix_caching_off(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(1);
+    dw_sampling_t       sp = dw_ts_greedy_sp(1);
     uint32_t            a[20];
     uint64_t            rs = 11;
     dw_engine_stats_t   st;
@@ -384,7 +369,7 @@ test_kv_events_hashes(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(9);
+    dw_sampling_t       sp = dw_ts_greedy_sp(9);
     uint32_t            p[6], all[16], i;
     uint64_t            rs = 5, seq[4], loc[4];
     dw_kv_event_t       ev[16];
@@ -445,7 +430,7 @@ test_prefill_event_groups_blocks(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(1);
+    dw_sampling_t       sp = dw_ts_greedy_sp(1);
     uint32_t            p[40];
     uint64_t            rs = 9, seq[10];
     dw_kv_event_t       ev[4];
@@ -477,7 +462,7 @@ test_context_length_and_errors(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(100);
+    dw_sampling_t       sp = dw_ts_greedy_sp(100);
     uint32_t            p[40], i;
     uint64_t            rs = 13;
 
@@ -524,7 +509,7 @@ test_stop_ids(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(30);
+    dw_sampling_t       sp = dw_ts_greedy_sp(30);
     uint32_t            p[10], first[30];
     uint64_t            rs = 17;
 
@@ -589,7 +574,7 @@ test_eos_and_ignore_eos(void **state)
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
     dw_backend_t       *be = calloc(1, sizeof(*be));
-    dw_sampling_t       sp = greedy(50);
+    dw_sampling_t       sp = dw_ts_greedy_sp(50);
     uint32_t            p[3] = { 5, 6, 7 };
 
     (void) state;
@@ -622,7 +607,7 @@ test_same_block_twice_at_once(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(3);
+    dw_sampling_t       sp = dw_ts_greedy_sp(3);
     uint32_t            p[24];
     uint64_t            rs = 23;
 
@@ -680,7 +665,7 @@ test_random_ops(void **state)
         memset(q, 0, 150 * sizeof(rreq_t));
         n_req = 0;
         for (k = 0; k < 600; k++) {
-            r = dw_ts_eng_rand(&rs);
+            r = dw_splitmix64(&rs);
             if (r % 8 < 2 && n_req < 150) {
                 n = 2 + (uint32_t) ((r >> 8) % 60);
                 rand_prompt(&rs, q[n_req].p, n);
@@ -690,7 +675,7 @@ test_random_ops(void **state)
                 }
                 q[n_req].n = n;
                 q[n_req].max_tokens = 1 + (uint32_t) ((r >> 32) % 25);
-                sp = greedy(q[n_req].max_tokens);
+                sp = dw_ts_greedy_sp(q[n_req].max_tokens);
                 assert_int_equal(dw_ts_submit(&t, n_req, q[n_req].p, n, &sp),
                                  0);
                 n_req++;
@@ -723,7 +708,7 @@ test_random_ops(void **state)
                 continue;
             }
             assert_int_equal(t.req[i].fin.reason, DW_FINISH_LENGTH);
-            sp = greedy(q[i].max_tokens);
+            sp = dw_ts_greedy_sp(q[i].max_tokens);
             assert_int_equal(dw_ts_submit(&ref, i, q[i].p, q[i].n, &sp), 0);
         }
         dw_ts_run(&ref);
@@ -793,7 +778,7 @@ test_mock_sleeps(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(10);
+    dw_sampling_t       sp = dw_ts_greedy_sp(10);
     uint32_t            p[100];
     uint64_t            rs = 31;
     struct timespec     a, b;
@@ -828,7 +813,7 @@ test_overhead_report(void **state)
 {
     dw_ts_eng_t         t;
     dw_engine_config_t  c;
-    dw_sampling_t       sp = greedy(200);
+    dw_sampling_t       sp = dw_ts_greedy_sp(200);
     dw_engine_stats_t   st;
     uint32_t            p[128], i, j, steps;
     uint64_t            rs = 41;
@@ -842,7 +827,7 @@ test_overhead_report(void **state)
     assert_int_equal(dw_ts_eng_mock(&t, &c, 128256, 0, 0), 0);
     for (i = 0; i < 256; i++) {
         for (j = 0; j < 128; j++) {
-            p[j] = 3 + (uint32_t) (dw_ts_eng_rand(&rs) % 128000);
+            p[j] = 3 + (uint32_t) (dw_splitmix64(&rs) % 128000);
         }
         assert_int_equal(dw_ts_submit(&t, i, p, 128, &sp), 0);
     }

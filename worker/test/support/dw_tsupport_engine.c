@@ -9,16 +9,6 @@
 
 #include "dw_tsupport_engine.h"
 
-uint64_t
-dw_ts_eng_rand(uint64_t *s)
-{
-    uint64_t  z = (*s += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void
 dw_ts_mock_model(dw_config_t *mc, uint32_t vocab)
 {
@@ -238,4 +228,26 @@ dw_ts_run(dw_ts_eng_t *t)
     }
     dw_ts_drain(t);
     return steps;
+}
+
+dw_sampling_t
+dw_ts_greedy_sp(uint32_t max_tokens)
+{
+    dw_sampling_t  sp;
+
+    dw_sampling_defaults(&sp);
+    sp.temperature = 0.0f;
+    sp.max_tokens = max_tokens;
+    return sp;
+}
+
+void
+dw_ts_rand_ids(uint64_t *rs, uint32_t *p, uint32_t n, uint32_t lo,
+    uint32_t span)
+{
+    uint32_t  i;
+
+    for (i = 0; i < n; i++) {
+        p[i] = lo + (uint32_t) (dw_splitmix64(rs) % span);
+    }
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dw_engine.h"
+#include "dw_rand.h"   /* dw_splitmix64(): the tests' data streams */
 
 #define DW_TS_MAX_REQS  512
 #define DW_TS_MAX_OUT   1024
@@ -62,7 +63,10 @@ void dw_ts_drain(dw_ts_eng_t *t);
 /* Steps (on this thread) until idle, draining; returns steps taken. */
 uint32_t dw_ts_run(dw_ts_eng_t *t);
 
-/* splitmix64 */
-uint64_t dw_ts_eng_rand(uint64_t *s);
+/* Greedy sampling (temperature 0) of at most max_tokens tokens. */
+dw_sampling_t dw_ts_greedy_sp(uint32_t max_tokens);
+/* p[0..n) = lo + (dw_splitmix64(rs) % span), in order. */
+void dw_ts_rand_ids(uint64_t *rs, uint32_t *p, uint32_t n, uint32_t lo,
+    uint32_t span);
 
 #endif

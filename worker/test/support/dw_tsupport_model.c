@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 
+#include "dw_rand.h"
 #include "dw_tsupport_model.h"
 
 /* models/stories260K/README.md: "Once upon a time" and its greedy
@@ -84,11 +85,7 @@ dw_ts_greedy(dw_backend_t *be, const uint32_t *prompt, uint32_t n_prompt,
 uint64_t
 dw_ts_rand(uint64_t *s)
 {
-    uint64_t  z = (*s += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return dw_splitmix64(s);
 }
 
 float

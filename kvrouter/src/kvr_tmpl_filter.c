@@ -456,8 +456,7 @@ filter_tojson(kvr_tmpl_ctx_t *c, int line, kvr_tmpl_obj_t *kw,
     if (rc) {
         return rc;
     }
-    *out = kvr_tmpl_sb_val(&sb);
-    return KVR_OK;
+    return kvr_tmpl_sb_done(&sb, out);
 }
 
 /* a builtin method of an object, called as a filter */
@@ -544,8 +543,7 @@ filter_plain(kvr_tmpl_ctx_t *c, kvr_tmpl_env_t *env, int line, int fid,
             if (rc) {
                 return rc;
             }
-            *out = kvr_tmpl_sb_val(&sb);
-            return KVR_OK;
+            return kvr_tmpl_sb_done(&sb, out);
         case F_UNIQUE:
             return unique(c, v->u.a, out);
         default:
@@ -610,8 +608,7 @@ filter_plain(kvr_tmpl_ctx_t *c, kvr_tmpl_env_t *env, int line, int fid,
             if (rc) {
                 return rc;
             }
-            *out = kvr_tmpl_sb_val(&sb);
-            return KVR_OK;
+            return kvr_tmpl_sb_done(&sb, out);
         default:
             return unknown(c, line, fid, v);
         }

@@ -178,6 +178,7 @@ kvr_tmpl_sb_done(kvr_tmpl_sb_t *sb, kvr_tmpl_val_t *out)
     *out = kvr_tmpl_sb_val(sb);
     return KVR_OK;
 }
+
 /* ---- JSON ---- */
 
 static void

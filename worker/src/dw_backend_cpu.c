@@ -80,8 +80,8 @@ cpu_reserve(dw_cpu_t *c, uint32_t rows, uint32_t seqs, uint32_t ctx)
         c->cap_seqs = seqs;
     }
     if (ctx > c->cap_ctx) {
-        if (grow((void **) &c->scores,
-                 (size_t) DW_CPU_ATTN_CHUNKS(c) * ctx * 4))
+        if (grow((void **) &c->scores, (size_t) DW_CPU_ATTN_CHUNKS(c)
+                                       * DW_CPU_ATTN_SCRATCH(c, ctx) * 4))
         {
             return -1;
         }

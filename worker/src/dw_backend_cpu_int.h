@@ -33,7 +33,8 @@ typedef struct {
     uint32_t           n_seg;
     float             *wconv;         /* BF16/F16 matrix as F32 for SGEMM */
     size_t             wconv_cap;
-    float             *scores;        /* DW_CPU_ATTN_CHUNKS x cap_ctx */
+    float             *scores;        /* DW_CPU_ATTN_CHUNKS x
+                                         DW_CPU_ATTN_SCRATCH(cap_ctx) */
     uint32_t           cap_ctx;
 } dw_cpu_t;
 
@@ -62,8 +63,10 @@ typedef struct {
 void dw_cpu_mm(dw_cpu_t *c, const float *x, size_t ldx, uint32_t n_rows,
     uint32_t n_gemm, const dw_mm_out_t *o, uint32_t n);
 
-/* Attention work chunks (each has its own scores scratch). */
+/* Attention work chunks (each has its own scores scratch, floats for
+ * every head of a row over ctx positions). */
 #define DW_CPU_ATTN_CHUNKS(c)  (4 * (c)->nth)
+#define DW_CPU_ATTN_SCRATCH(c, ctx)  ((size_t) (c)->m->cfg.n_heads * (ctx))
 
 /* Attention of every row and head of the step (see dw_backend_cpu_attn.c). */
 void dw_cpu_attention(dw_cpu_t *c, const dw_step_t *st, uint32_t layer,

@@ -110,7 +110,8 @@ run_case(const attn_case_t *ac, uint64_t seed)
     c.row_pos = malloc(rows * 4);
     c.row_seq = malloc(rows * 4);
     c.cap_ctx = 64;
-    c.scores = malloc((size_t) DW_CPU_ATTN_CHUNKS(&c) * 64 * 4);
+    c.scores = malloc((size_t) DW_CPU_ATTN_CHUNKS(&c)
+                      * DW_CPU_ATTN_SCRATCH(&c, 64) * 4);
     /* rows in reverse seq order, as the backend may lay them out */
     row = 0;
     for (i = NS; i-- > 0; ) {
@@ -162,6 +163,25 @@ run_case(const attn_case_t *ac, uint64_t seed)
                 }
             }
         }
+    }
+    /* more chunks than rows: a row's heads are split into groups over
+     * the work items, which must not change a bit */
+    {
+        float     *att1 = malloc((size_t) rows * c.qd * 4);
+        uint32_t   nth = c.nth;
+
+        assert_non_null(att1);
+        memcpy(att1, c.att, (size_t) rows * c.qd * 4);
+        c.nth = rows;
+        free(c.scores);
+        c.scores = malloc((size_t) DW_CPU_ATTN_CHUNKS(&c)
+                          * DW_CPU_ATTN_SCRATCH(&c, 64) * 4);
+        assert_non_null(c.scores);
+        memset(c.att, 0, (size_t) rows * c.qd * 4);
+        dw_cpu_attention(&c, &st, 0, rows);
+        assert_memory_equal(att1, c.att, (size_t) rows * c.qd * 4);
+        c.nth = nth;
+        free(att1);
     }
     for (i = 0; i < NS; i++) {
         free(Kc[i]);

@@ -42,6 +42,7 @@ typedef struct {
     double       seconds;
 } bench_opts_t;
 
+/* 0: parsed; 1: --help printed (exit 0); 2: bad usage, reported. */
 static int
 parse_args(const char *cmd, int argc, char **argv, const char *flag,
     const char **dir, int *flag_set, bench_opts_t *b)
@@ -52,7 +53,12 @@ parse_args(const char *cmd, int argc, char **argv, const char *flag,
     *dir = NULL;
     *flag_set = 0;
     for (i = 0; i < argc; i++) {
-        if (b && strcmp(argv[i], "--bench") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: dynamo-kv %s --tokenizer MODEL_DIR [%s]%s\n", cmd,
+                   flag, b ? "\n       dynamo-kv tokenize --tokenizer MODEL_DIR"
+                             " --bench DOCS.json [--seconds S]" : "");
+            return 1;
+        } else if (b && strcmp(argv[i], "--bench") == 0 && i + 1 < argc) {
             b->bench = argv[++i];
         } else if (b && strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             b->seconds = strtod(argv[++i], &end);
@@ -107,8 +113,9 @@ dkv_cmd_tokenize(int argc, char **argv)
     char              num[16];
     bench_opts_t      b = {NULL, 1.0};
 
-    if (parse_args("tokenize", argc, argv, "--no-special", &dir, &nospecial, &b)) {
-        return 2;
+    rc = parse_args("tokenize", argc, argv, "--no-special", &dir, &nospecial, &b);
+    if (rc != 0) {
+        return rc == 1 ? 0 : 2;
     }
     if (b.bench != NULL) {
         return dkv_tok_bench(dir, b.bench, b.seconds);
@@ -160,8 +167,9 @@ dkv_cmd_detokenize(int argc, char **argv)
     unsigned long     v;
     size_t            pos;
 
-    if (parse_args("detokenize", argc, argv, "--skip-special", &dir, &skip, NULL)) {
-        return 2;
+    rc = parse_args("detokenize", argc, argv, "--skip-special", &dir, &skip, NULL);
+    if (rc != 0) {
+        return rc == 1 ? 0 : 2;
     }
     if ((t = load("detokenize", dir)) == NULL) {
         return 2;

@@ -139,6 +139,7 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 	@mkdir -p $(B)/bench
 	$(B)/bin/dynamo-kv bench --out $(B)/bench/kvrouter.json
 	sh kvrouter/bench/tokenizer_bench.sh $(B)
+	sh kvrouter/bench/tokenizer_plot.sh $(B)
 	$(B)/bin/dw-proto-bench --json > $(B)/bench/proto.json
 	$(B)/bin/dynamo-worker-bench --models $(B)/bench/models \
 	    --out $(B)/bench/worker.json

@@ -143,6 +143,7 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 	$(B)/bin/dw-proto-bench --json > $(B)/bench/proto.json
 	$(B)/bin/dynamo-worker-bench --models $(B)/bench/models \
 	    --out $(B)/bench/worker.json
+	sh worker/bench/plot.sh $(B)
 
 $(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	@mkdir -p $(dir $@)

@@ -1,7 +1,7 @@
 # ngx_dynamo top-level build.
 #   make          build everything into build/
 #   make test     unit tests, then the t/ suite (prove)
-#   make bench    every benchmark; tables on stdout, JSON under build/bench/
+#   make bench    every benchmark; tables on stdout, JSON + plots under build/bench/
 #   make fuzz     build the libFuzzer targets and run each briefly
 #   make run      start nginx + module + Redis on 127.0.0.1 (make stop ends it)
 

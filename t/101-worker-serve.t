@@ -189,6 +189,20 @@ subtest 'logprobs' => sub {
     }
 };
 
+subtest 'logprobs 0: the sampled token only' => sub {
+    my ($status, $frames) = generate($port, {
+        token_ids => \@PROMPT, max_tokens => 4, logprobs => 0,
+        sampling => { temperature => 0.7, seed => 1 } });
+    is($status, 200, 'status 200');
+    my @tf = grep { exists $_->{t} } @$frames;
+    ok(@tf > 0, 'token frames');
+    ok(!grep({ !defined $_->{lp} || @{ $_->{lp} } != @{ $_->{t} } } @tf),
+       'one lp per token');
+    ok(!grep({ defined $_->{top} && grep { @$_ } @{ $_->{top} } } @tf),
+       'no alternatives');
+    is($frames->[-1]{finish}, 'length', 'finished');
+};
+
 subtest 'prefix reuse' => sub {
     my @long = (@PROMPT, map { 3 + $_ % 500 } 1 .. 40);   # 45 tokens
     my %req = (token_ids => \@long, max_tokens => 4,

@@ -65,7 +65,8 @@ proto_real(json_t *v, const char *field, double lo, double hi, int lo_open,
     if (proto_number(v, field, &d, err) != 0) {
         return -1;
     }
-    if (d < lo || d > hi || (lo_open && d == lo)) {
+    /* an open bound must hold after rounding to float too: 1e-300 is 0 */
+    if (d < lo || d > hi || (lo_open && (float) d <= (float) lo)) {
         return proto_fail(err, field, "%s: must be in %c%g, %g]", field,
                           lo_open ? '(' : '[', lo, hi);
     }

@@ -138,6 +138,9 @@ dw_top_k(const float *v, uint32_t n, uint32_t k, uint32_t *h)
     if (k > n) {
         k = n;
     }
+    if (k == 0) {
+        return 0;
+    }
     for (i = 0; i < k; i++) {
         h[i] = i;
     }
@@ -430,7 +433,8 @@ dw_sample(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
 
     out->n_top = 0;
     out->logprob = 0.0f;
-    if (!(sp->temperature > 0.0f) || sp->top_k == 1) {
+    /* as vLLM: temperatures this small are greedy (1/t would overflow) */
+    if (!(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1) {
         out->token = dw_argmax(s->x, s->vocab);
     } else {
         out->token = dw_draw(s, sp, rng);

@@ -4,7 +4,8 @@
  * Order (as vLLM): penalties (repetition over prompt + output, HF
  * semantics: positive logits divided, negative multiplied, each distinct
  * token once; presence and frequency over output tokens, OpenAI
- * semantics), then greedy argmax when temperature is 0, else temperature,
+ * semantics), then greedy argmax when temperature is 0 (below
+ * DW_SAMPLING_EPS), else temperature,
  * top_k, min_p (relative to the most probable token, so its place in the
  * order does not matter), top_p over what is left (the smallest set of
  * most probable tokens whose mass reaches top_p, at least one), and a draw
@@ -29,6 +30,9 @@
 #include <stdint.h>
 
 #include "dw_engine.h"
+
+/* Temperatures below this sample greedily (vLLM's _SAMPLING_EPS). */
+#define DW_SAMPLING_EPS  1e-5f
 
 /* xoshiro256**, seeded by splitmix64 */
 typedef struct {

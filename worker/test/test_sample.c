@@ -302,6 +302,34 @@ test_temperature(void **state)
     check_support(300, l, &sp, 50000, 300, 300);
 }
 
+/* 1/t overflows float for t below ~3e-39: such temperatures are greedy */
+static void
+test_tiny_temperature_is_greedy(void **state)
+{
+    dw_sampler_t   s;
+    dw_rng_t       r;
+    float          l[300];
+    uint64_t       rs = 9;
+    uint32_t       i, best = 0;
+    dw_sampling_t  sp = sp_temp(1e-40f);
+
+    (void) state;
+    rand_logits(&rs, l, 300, 3.0f);
+    for (i = 1; i < 300; i++) {
+        if (l[i] > l[best]) {
+            best = i;
+        }
+    }
+    assert_int_equal(dw_sampler_init(&s, 300), 0);
+    dw_rng_seed(&r, 4);
+    for (i = 0; i < 100; i++) {
+        assert_int_equal(draw(&s, l, &sp, &r), best);
+    }
+    sp.temperature = 5e-6f;
+    assert_int_equal(draw(&s, l, &sp, &r), best);
+    dw_sampler_free(&s);
+}
+
 /* ---- penalties ---- */
 
 static uint32_t
@@ -528,6 +556,7 @@ main(void)
         cmocka_unit_test(test_top_p_small_and_exact),
         cmocka_unit_test(test_top_p_large_vocab_widens),
         cmocka_unit_test(test_temperature),
+        cmocka_unit_test(test_tiny_temperature_is_greedy),
         cmocka_unit_test(test_penalties),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_nan_and_inf_logits),

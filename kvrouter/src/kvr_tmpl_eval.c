@@ -157,9 +157,12 @@ slice_idx(size_t len, const kvr_tmpl_val_t *a, const kvr_tmpl_val_t *b,
         stop = stop < -1 ? fmax(n + stop, -1) : fmin(stop, n - 1);
     }
     k = 0;
-    if (step == 0) {
+    if (step == 0 || step != step) {
         return 0;
     }
+    /* a step beyond the length picks at most one item: clamp it so that
+       the index arithmetic below cannot overflow */
+    step = fmax(fmin(step, n + 1), -(n + 1));
     for (i = (long long) start; step > 0 ? (double) i < stop
          : (double) i > stop;
          i += (long long) step)

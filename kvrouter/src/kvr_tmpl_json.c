@@ -5,6 +5,7 @@
  */
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kvr_tmpl_int.h"
@@ -38,6 +39,63 @@ array_index(const char *k, size_t n, double *idx)
     return 1;
 }
 
+typedef struct {
+    double          idx;
+    kvr_tmpl_ent_t  e;
+} int_ent_t;
+
+static int
+int_ent_cmp(const void *a, const void *b)
+{
+    double  x = ((const int_ent_t *) a)->idx, y = ((const int_ent_t *) b)->idx;
+
+    return (x > y) - (x < y);
+}
+
+/*
+ * Integer-like keys first, ascending, the rest in insertion order, as
+ * Object.entries gives them. O(n log n): a client controls n.
+ */
+static int
+ints_first(kvr_tmpl_ctx_t *c, kvr_tmpl_obj_t *o)
+{
+    int_ent_t       *ints;
+    kvr_tmpl_ent_t  *rest;
+    size_t           i, ni = 0, nr = 0;
+    double           d;
+
+    for (i = 0; i < o->n && !array_index(o->e[i].k, o->e[i].kn, &d); i++) {
+        /* void */
+    }
+    if (i == o->n) {
+        return KVR_OK;
+    }
+    ints = malloc(o->n * sizeof(int_ent_t));
+    rest = malloc(o->n * sizeof(kvr_tmpl_ent_t));
+    if (ints == NULL || rest == NULL) {
+        free(ints);
+        free(rest);
+        return kvr_tmpl_nomem(c);
+    }
+    for (i = 0; i < o->n; i++) {
+        if (array_index(o->e[i].k, o->e[i].kn, &d)) {
+            ints[ni].idx = d;
+            ints[ni++].e = o->e[i];
+        } else {
+            rest[nr++] = o->e[i];
+        }
+    }
+    /* keys are unique and canonical, so no two indexes are equal */
+    qsort(ints, ni, sizeof(int_ent_t), int_ent_cmp);
+    for (i = 0; i < ni; i++) {
+        o->e[i] = ints[i].e;
+    }
+    memcpy(o->e + ni, rest, nr * sizeof(kvr_tmpl_ent_t));
+    free(ints);
+    free(rest);
+    return KVR_OK;
+}
+
 static int
 from_json(kvr_tmpl_ctx_t *c, const json_t *j, kvr_tmpl_val_t *out, int depth)
 {
@@ -46,8 +104,8 @@ from_json(kvr_tmpl_ctx_t *c, const json_t *j, kvr_tmpl_val_t *out, int depth)
     kvr_tmpl_val_t   v;
     const char      *key, *kcopy;
     json_t          *val;
-    size_t           i, m, kn;
-    double           d, di, dj;
+    size_t           i, kn;
+    double           d;
     int              rc;
 
     if (depth > KVR_TMPL_MAX_VALUE_DEPTH) {
@@ -75,22 +133,9 @@ from_json(kvr_tmpl_ctx_t *c, const json_t *j, kvr_tmpl_val_t *out, int depth)
                 return rc;
             }
         }
-        /* integer-like keys first, ascending, as Object.entries gives them */
-        for (i = 1, m = 0; i < o->n; i++) {
-            kvr_tmpl_ent_t  e = o->e[i];
-
-            if (!array_index(e.k, e.kn, &di)) {
-                continue;
-            }
-            for (m = i; m > 0; m--) {
-                if (array_index(o->e[m - 1].k, o->e[m - 1].kn, &dj)
-                    && dj < di)
-                {
-                    break;
-                }
-                o->e[m] = o->e[m - 1];
-            }
-            o->e[m] = e;
+        rc = ints_first(c, o);
+        if (rc) {
+            return rc;
         }
         *out = kvr_tmpl_wrap_obj(V_OBJECT, o);
         return KVR_OK;

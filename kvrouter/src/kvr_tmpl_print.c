@@ -278,11 +278,17 @@ locale_cmp(const kvr_tmpl_ent_t *a, const kvr_tmpl_ent_t *b)
     return 0;
 }
 
+/* qsort made stable, like Array.prototype.sort: equal keys keep their
+   order (the entries point into one array, so addresses give it) */
 static int
 ent_cmp(const void *a, const void *b)
 {
-    return locale_cmp(*(const kvr_tmpl_ent_t *const *) a,
-                      *(const kvr_tmpl_ent_t *const *) b);
+    const kvr_tmpl_ent_t  *x = *(const kvr_tmpl_ent_t *const *) a;
+    const kvr_tmpl_ent_t  *y = *(const kvr_tmpl_ent_t *const *) b;
+    int                    r;
+
+    r = locale_cmp(x, y);
+    return r ? r : (x > y) - (x < y);
 }
 
 /* With an indent: a newline and the indentation of nesting level depth,
@@ -306,7 +312,7 @@ kvr_tmpl_to_json(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *v,
     const kvr_tmpl_json_opt_t *opt, int depth, kvr_tmpl_sb_t *sb)
 {
     const char             *isep, *ksep;
-    size_t                  isn, ksn, i, j, n;
+    size_t                  isn, ksn, i, n;
     const kvr_tmpl_ent_t  **ents;
     char                    num[40];
     int                     rc;
@@ -380,15 +386,7 @@ kvr_tmpl_to_json(kvr_tmpl_ctx_t *c, int line, const kvr_tmpl_val_t *v,
             ents[i] = &v->u.o->e[i];
         }
         if (opt->sort_keys && n > 1) {
-            /* insertion sort: stable, like Array.prototype.sort */
-            for (i = 1; i < n; i++) {
-                const kvr_tmpl_ent_t  *x = ents[i];
-
-                for (j = i; j > 0 && ent_cmp(&ents[j - 1], &x) > 0; j--) {
-                    ents[j] = ents[j - 1];
-                }
-                ents[j] = x;
-            }
+            qsort(ents, n, sizeof(*ents), ent_cmp);
         }
         kvr_tmpl_sb_addc(sb, '{');
         for (i = 0; i < n; i++) {

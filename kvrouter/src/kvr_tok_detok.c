@@ -127,6 +127,25 @@ kvr_detok_reset(kvr_detok_t *d, const uint32_t *prompt, size_t n)
             return rc;
         }
     }
+    /*
+     * Context ending inside a character (a prompt given as ids, cut in a
+     * byte run) decodes to a trailing U+FFFD that the stream's text would
+     * later replace, so the old decode would never be a prefix of the new
+     * one: drop such ids from the context.
+     */
+    while (d->n > 0) {
+        kvr_buf_reset(&d->a);
+        rc = kvr_tok_decode_ids(d->t, d->ids, d->n, d->flags, &d->a);
+        if (rc != KVR_OK) {
+            return rc;
+        }
+        if (d->a.len < 3
+            || memcmp(d->a.data + d->a.len - 3, "\xEF\xBF\xBD", 3) != 0)
+        {
+            break;
+        }
+        d->n--;
+    }
     d->read = d->n;
     return KVR_OK;
 }

@@ -80,6 +80,12 @@ static const render_case_t render_cases[] = {
       "212" },
     { "{{ 1 == '1' }}{{ none == undefined_var }}{{ 2 in [1, 2] }}{{ 'b' in {'b': 1} }}{{ 'ell' in 'hello' }}{{ 1 not in [1] }}",
       "truetruetruetruetruefalse" },
+    /* steps far beyond the length (once an endless loop) */
+    { "{{ 'abcdef'[::10000000000000000000] }}|{{ 'abcdef'[::-10000000000000000000] }}|{{ 'abcdef'[1::7] }}|{{ 'abcdef'[::-2] }}|{{ [1,2,3][::5] }}|{{ 'abcdef'[2:1000000000000000000000:3] }}",
+      "a|f|b|fdb|[1]|cf" },
+    /* a literal dict keeps insertion order (a Map in the reference) */
+    { "{% for k, v in {'b': 1, '10': 2, 'a': 3, '2': 4, '0': 5, '01': 6}.items() %}{{ k }},{% endfor %}",
+      "b,10,a,2,0,01," },
 };
 
 /* renders src with messages (JSON text or NULL for []); returns rc */
@@ -179,6 +185,12 @@ test_messages_and_tokens(void **state)
     expect_output("{{ bos_token }}{% for m in messages %}{{ m.role }}:"
                   "{{ m.content }}{% endfor %}{{ eos_token }}", msgs,
                   "<s>user:hi</s>");
+    /* input objects: integer-like keys first, ascending, as the reference's
+       Object.entries gives them (the reference rendered these) */
+    expect_output("{% for k, v in messages[0].x.items() %}{{ k }},{% endfor %}",
+                  "[{\"role\": \"user\", \"x\": {\"b\": 1, \"10\": 2, "
+                  "\"a\": 3, \"2\": 4, \"0\": 5, \"01\": 6}}]",
+                  "0,2,10,b,a,01,");
     /* add_generation_prompt */
     assert_int_equal(render("{% if add_generation_prompt %}G{% endif %}",
                             NULL, NULL, 1, &out, err, sizeof(err)), KVR_OK);

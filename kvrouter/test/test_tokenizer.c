@@ -309,6 +309,54 @@ test_detok_prompt_context(void **state)
     kvr_tokenizer_free(t);
 }
 
+/*
+ * A prompt given as ids may end inside a character (here the first byte of
+ * "\xE2\x82\xAC" as a byte-fallback token) that the generated ids would
+ * complete: the stream must still flow, and give what decoding the
+ * generated ids alone gives (the prompt's half character is not output).
+ */
+static void
+test_detok_context_cut_in_a_character(void **state)
+{
+    kvr_tokenizer_t  *t = stories();
+    kvr_ids_t         p = {0}, g = {0}, rest = {0};
+    kvr_buf_t         out = {0}, want = {0};
+    kvr_detok_t      *d = kvr_detok_create(t, 0);
+    int64_t           e2 = kvr_tokenizer_token_to_id(t, "<0xE2>", 6);
+    int64_t           x82 = kvr_tokenizer_token_to_id(t, "<0x82>", 6);
+    int64_t           xac = kvr_tokenizer_token_to_id(t, "<0xAC>", 6);
+    size_t            i;
+
+    assert_non_null(d);
+    assert_true(e2 >= 0 && x82 >= 0 && xac >= 0);
+    assert_int_equal(kvr_tokenizer_encode(t, "Price:", 6, KVR_TOK_ADD_SPECIAL,
+                                          &p), KVR_OK);
+    assert_int_equal(kvr_ids_push(&p, (uint32_t) e2), KVR_OK);
+    assert_int_equal(kvr_ids_push(&g, (uint32_t) x82), KVR_OK);
+    assert_int_equal(kvr_ids_push(&g, (uint32_t) xac), KVR_OK);
+    assert_int_equal(kvr_tokenizer_encode(t, "5 only, thanks.", 15, 0, &rest),
+                     KVR_OK);
+    for (i = 0; i < rest.n; i++) {
+        assert_int_equal(kvr_ids_push(&g, rest.ids[i]), KVR_OK);
+    }
+    assert_int_equal(kvr_detok_reset(d, p.ids, p.n), KVR_OK);
+    for (i = 0; i < g.n; i++) {
+        assert_int_equal(kvr_detok_push(d, g.ids[i], &out), KVR_OK);
+    }
+    assert_int_equal(kvr_detok_flush(d, &out), KVR_OK);
+    assert_int_equal(kvr_tokenizer_decode(t, g.ids, g.n, 0, &want), KVR_OK);
+    assert_true(out.len > 0);
+    assert_int_equal(out.len, want.len);
+    assert_memory_equal(out.data, want.data, want.len);
+    kvr_detok_free(d);
+    kvr_ids_free(&p);
+    kvr_ids_free(&g);
+    kvr_ids_free(&rest);
+    kvr_buf_free(&out);
+    kvr_buf_free(&want);
+    kvr_tokenizer_free(t);
+}
+
 typedef struct {
     const kvr_tokenizer_t  *t;
     const kvr_ids_t        *want;
@@ -371,6 +419,7 @@ main(void)
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_decode_bad_ids),
         cmocka_unit_test(test_detok_prompt_context),
+        cmocka_unit_test(test_detok_context_cut_in_a_character),
         cmocka_unit_test(test_threads),
     };
 

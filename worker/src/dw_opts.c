@@ -79,7 +79,8 @@ dw_opts_usage(FILE *out)
 "  --kv-cache-memory SIZE      KV pool bytes, suffix K, M or G (default\n"
 "                              256M; mock: 16384 blocks when neither is set)\n"
 "  --max-num-seqs N            running sequences (default 256)\n"
-"  --max-num-batched-tokens N  tokens per engine step (default 8192)\n"
+"  --max-num-batched-tokens N  tokens per engine step, at least\n"
+"                              --max-num-seqs (default 8192)\n"
 "  --max-model-len N           context length (default: the model's)\n"
 "  --no-prefix-caching         do not reuse cached prompt blocks\n"
 "\n"
@@ -228,6 +229,13 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
 
     if (o->model == NULL) {
         snprintf(err, errlen, "--model DIR is required");
+        return -1;
+    }
+    /* as vLLM: otherwise decodes beyond the budget would never run */
+    if (o->max_num_batched_tokens < o->max_num_seqs) {
+        snprintf(err, errlen, "--max-num-batched-tokens %u is below "
+                 "--max-num-seqs %u", o->max_num_batched_tokens,
+                 o->max_num_seqs);
         return -1;
     }
     if (o->num_workers > 1 && o->engine != DW_ENGINE_MOCK) {

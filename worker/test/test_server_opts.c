@@ -157,6 +157,8 @@ static const bad_t  bad[] = {
     { { "--model", "m", "--mock-speedup", "nan" }, "--mock-speedup" },
     { { "--model", "m", "--num-workers", "0" }, "--num-workers" },
     { { "--model", "m", "--num-workers", "2" }, "needs --engine mock" },
+    { { "--model", "m", "--max-num-batched-tokens", "100" },
+      "is below --max-num-seqs" },
     { { "--model", "m", "--log-level", "trace" }, "--log-level" },
     { { "--model", "m", "--redis", "6379" }, "--redis '6379'" },
     { { "--model", "m", "--redis", "host:0" }, "--redis 'host:0'" },

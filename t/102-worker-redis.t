@@ -1,6 +1,8 @@
 # dynamo-worker with a real Redis (kvrouter/README.md, "Redis schema"):
 # registration, liveness and load, the blocks set holding the seq hashes
-# of the prompt's full blocks (computed by dynamo-kv hash), re-registration
+# of the prompt's full blocks (computed by dynamo-kv hash), POST
+# /v1/reset_prefix_cache (blocks set emptied, a CLEARED event last in the
+# stream; 409 while a request holds cached blocks), re-registration
 # after Redis restarts, unregistration on SIGTERM, and --num-workers with
 # the mock engine.
 
@@ -13,6 +15,7 @@ use IO::Socket::INET ();
 use JSON::PP ();
 use POSIX qw(WNOHANG SIGTERM SIGKILL);
 use Time::HiRes qw(sleep time);
+use HTTP::Tiny ();
 
 use Test::Dynamo::Port ();
 use Test::Dynamo::Redis qw(start_redis stop_redis redis_command);
@@ -56,6 +59,40 @@ sub seq_hashes {
     return map { (split ' ')[1] } @out;
 }
 
+sub reset_cache {
+    my ($port, $method) = @_;
+    my $r = HTTP::Tiny->new(timeout => 10)->request($method // 'POST',
+        "http://127.0.0.1:$port/v1/reset_prefix_cache");
+    my $j = eval { JSON::PP::decode_json($r->{content}) };
+    return ($r->{status}, $j);
+}
+
+# unsigned LEB128 at $$pos of $buf
+sub uvarint {
+    my ($buf, $pos) = @_;
+    my ($v, $shift) = (0, 0);
+    while (1) {
+        my $b = ord substr($buf, $$pos++, 1);
+        $v |= ($b & 0x7f) << $shift;
+        last if !($b & 0x80);
+        $shift += 7;
+    }
+    return $v;
+}
+
+# the last stream entry, decoded far enough: (type, worker_id, nblocks)
+sub last_event {
+    my $r = redis_command('XREVRANGE', key('events'), '+', '-', 'COUNT', 1);
+    return () if !@$r;
+    my %f = @{ $r->[0][1] };
+    my $e = $f{e} // return ();
+    return () if substr($e, 0, 2) ne "K\x01";
+    my $pos = 4;
+    my $wid = uvarint($e, \$pos);
+    uvarint($e, \$pos) for 1 .. 2;          # generation, event_id
+    return (ord(substr($e, 2, 1)), $wid, uvarint($e, \$pos));
+}
+
 my $w = start_worker('--model', $MODEL, '--redis', "127.0.0.1:$rport");
 my $id = $w->{id};
 
@@ -94,6 +131,38 @@ subtest 'KV events: the prompt blocks in the blocks set' => sub {
     ok(redis_command('XLEN', key('events')) >= 2, 'stream entries');
 };
 
+subtest 'POST /v1/reset_prefix_cache: blocks set emptied, CLEARED' => sub {
+    ok(scalar keys %{ members_u64(key('blocks:', $id)) } >= 2,
+       'blocks stored before');
+    my ($st, $j) = reset_cache($w->{port}, 'GET');
+    is($st, 405, 'GET: 405');
+    ($st, $j) = reset_cache($w->{port});
+    is($st, 200, 'reset: 200');
+    ok($j && $j->{reset}, 'reset: true');
+    ok(($j->{blocks_dropped} // 0) >= 2,
+       'blocks_dropped (' . ($j->{blocks_dropped} // 'none') . ')');
+    ok(wait_until(sub {
+        !%{ members_u64(key('blocks:', $id)) }
+    }, 5), 'blocks set empty');
+    my ($type, $wid, $nb) = last_event();
+    is($type, 3, 'last stream event: CLEARED');
+    is($wid, $id, '... of this worker');
+    is($nb, 0, '... with no blocks');
+    my (undef, $health) = http_get($w->{port}, '/health');
+    is(JSON::PP::decode_json($health)->{blocks_cached}, 0,
+       'health: no cached blocks');
+
+    my ($status, $frames) = generate($w->{port},
+        { token_ids => \@PROMPT, max_tokens => 3 });
+    is($frames->[-1]{cached_tokens}, 0, 'the same prompt: no cache hit');
+    ok(wait_until(sub {
+        my $set = members_u64(key('blocks:', $id));
+        !grep { !$set->{$_} } @hashes
+    }, 5), 'its blocks stored again');
+    ($type) = last_event();
+    is($type, 1, 'last stream event: STORED');
+};
+
 subtest 'load in alive:<id> while a request runs' => sub {
     # the mock engine at its modelled speed: tens of ms per step, so the
     # request is still running when we look
@@ -112,11 +181,22 @@ subtest 'load in alive:<id> while a request runs' => sub {
         $seen = redis_command('GET', key('alive:', $lid)) // '';
         $seen =~ /^1 0 [1-9]\d* /
     }, 3), "running 1 with blocks ($seen)");
+    my ($st, $j) = reset_cache($lw->{port});
+    is($st, 409, 'reset while it holds cached blocks: 409');
+    is($j && $j->{error}{type}, 'conflict', '... an error of type conflict');
+    ok(wait_until(sub {
+        scalar keys %{ members_u64(key('blocks:', $lid)) } >= 2
+    }, 3), 'its blocks stay in Redis');
     close $sock;
     ok(wait_until(sub {
         $seen = redis_command('GET', key('alive:', $lid)) // '';
         $seen =~ /^0 0 0 /
     }, 3), "idle again after the client left ($seen)");
+    ($st, $j) = reset_cache($lw->{port});
+    is($st, 200, 'reset when idle: 200');
+    ok(wait_until(sub {
+        !%{ members_u64(key('blocks:', $lid)) }
+    }, 5), 'blocks set empty');
     is(stop_worker($lw), 0, 'exit 0');
 };
 

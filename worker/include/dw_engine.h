@@ -4,6 +4,8 @@
  * on its own thread. The I/O thread talks to it only through this header:
  *
  *   submit / cancel    any thread -> engine (locked queue, wakes the loop)
+ *   reset_prefix_cache likewise; its result comes back as a DW_OUT_RESET
+ *                      output
  *   drain / drain_kv   engine -> I/O thread: token and finish outputs,
  *                      KV cache events; notify_fd (an eventfd) turns
  *                      readable when either has entries
@@ -57,7 +59,8 @@ typedef struct {
 
 typedef enum {
     DW_OUT_TOKEN = 1,
-    DW_OUT_FINISH
+    DW_OUT_FINISH,
+    DW_OUT_RESET             /* result of dw_engine_reset_prefix_cache */
 } dw_out_kind_t;
 
 typedef enum {
@@ -85,6 +88,11 @@ typedef struct {
     uint32_t       cached_tokens;   /* prompt tokens served from the cache */
     uint32_t       preemptions;
     char           error[96];       /* DW_FINISH_ERROR: why */
+
+    /* DW_OUT_RESET */
+    int            reset_ok;        /* 1: cache emptied, CLEARED emitted */
+    uint32_t       blocks_dropped;  /* cached blocks returned to free */
+    uint32_t       blocks_in_use;   /* !reset_ok: cached blocks held */
 } dw_output_t;
 
 /* One block-manager change, for kvr_pub_*_cmd. */
@@ -160,6 +168,21 @@ int dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
     size_t errlen);
 /* Stops the request and frees its blocks at the next step boundary. */
 void dw_engine_cancel(dw_engine_t *e, uint64_t req_id);
+
+/*
+ * Empties the prefix cache at the next step boundary (after that step's
+ * cancels), like vLLM's reset_prefix_cache, and answers with one
+ * DW_OUT_RESET output carrying req_id (an id of the caller's, distinct from
+ * live requests'). All or nothing: when no running sequence holds a cached
+ * block, every cached block goes back to the free list, reset_ok is 1 and
+ * one KVR_EV_CLEARED event (no REMOVED) is queued, so the router drops all
+ * of this worker's blocks. Otherwise nothing changes (reset_ok 0,
+ * blocks_in_use says how many cached blocks are held): a partial reset
+ * could not be told apart from eviction and buys little. Blocks computed
+ * later are cached and STORED again as usual. Returns 0, or -1 (engine
+ * stopped, out of memory: no output will come).
+ */
+int dw_engine_reset_prefix_cache(dw_engine_t *e, uint64_t req_id);
 
 int dw_engine_notify_fd(const dw_engine_t *e);
 /* Pops up to max entries; returns how many. Clears the eventfd. */

@@ -346,3 +346,31 @@ dw_bm_commit(dw_bm_t *bm, uint32_t b, int has_parent, uint64_t parent,
 
     return 1;
 }
+
+int
+dw_bm_reset(dw_bm_t *bm, uint32_t *dropped)
+{
+    uint32_t  b, n = 0;
+
+    if (bm->n_cached > bm->n_lru) {
+        *dropped = bm->n_cached - bm->n_lru;
+        return -1;
+    }
+    /* every cached block is on the LRU list now */
+    while ((b = bm->lru_head) != DW_BLK_NONE) {
+        dw_lru_unlink(bm, b);
+        dw_map_remove(bm, b);
+        bm->blk[b].seq = 0;
+        bm->blk[b].local = 0;
+        bm->free_stack[bm->n_free++] = b;
+        n++;
+    }
+    *dropped = n;
+    if (bm->emit) {
+        /* best effort like the others (see dw_ev_removed) */
+        (void) dw_ev_new(bm, KVR_EV_CLEARED);
+        bm->ev_open = 0;
+    }
+
+    return 0;
+}

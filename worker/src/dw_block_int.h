@@ -14,7 +14,8 @@
  * commit caches it; the second finds the hash present and its block stays
  * uncached (a private copy, returned to the free list when released). The
  * cache thus never holds a hash twice, so events stay consistent: a hash
- * is STORED when it enters the map and REMOVED when it leaves, alternately.
+ * is STORED when it enters the map and REMOVED when it leaves, alternately
+ * (or, for all hashes at once, one CLEARED by dw_bm_reset).
  *
  * Not thread-safe: the engine thread alone uses it.
  */
@@ -91,6 +92,13 @@ void dw_bm_release(dw_bm_t *bm, uint32_t b);
 int dw_bm_commit(dw_bm_t *bm, uint32_t b, int has_parent, uint64_t parent,
     uint64_t seq, uint64_t local);
 void dw_bm_close_event(dw_bm_t *bm);
+/*
+ * Empties the prefix cache if no cached block is referenced: every cached
+ * block goes to the free list, *dropped gets their count and one CLEARED
+ * event is queued; returns 0. Returns -1 and changes nothing when
+ * referenced cached blocks exist (*dropped then gets their count).
+ */
+int dw_bm_reset(dw_bm_t *bm, uint32_t *dropped);
 /*
  * Moves the pending events out: *out gets a malloc'd array (or NULL) of
  * *n events that the caller frees; the manager's queue is empty after.

@@ -1,14 +1,15 @@
 /*
  * dynamo-worker: the engine's public API (dw_engine.h): creation, the
- * engine thread, submissions and cancels in, outputs and KV events out.
+ * engine thread, submissions, cancels and prefix-cache resets in, outputs
+ * and KV events out.
  *
  * Threads. Everything a step touches (lists of sequences, block manager,
  * sampler, backend) belongs to the engine thread. Other threads meet it
- * only under mu: the incoming list, the cancel ids, the output ring, the
- * KV event queue and the published stats/load snapshots. The engine
- * thread sleeps on cv while it has nothing to do; submit and cancel
- * signal it. The eventfd is written once per step that produced output
- * and stays readable while either queue holds entries.
+ * only under mu: the incoming list, the cancel and reset ids, the output
+ * ring, the KV event queue and the published stats/load snapshots. The
+ * engine thread sleeps on cv while it has nothing to do; submit, cancel
+ * and reset signal it. The eventfd is written once per step that produced
+ * output and stays readable while either queue holds entries.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -241,7 +242,8 @@ dw_engine_main(void *arg)
     for ( ;; ) {
         pthread_mutex_lock(&e->mu);
         while (!e->stopping && e->incoming.n == 0 && e->n_cancels == 0
-               && e->running.n == 0 && e->waiting.n == 0)
+               && e->n_resets == 0 && e->running.n == 0
+               && e->waiting.n == 0)
         {
             pthread_cond_wait(&e->cv, &e->mu);
         }
@@ -301,6 +303,7 @@ dw_engine_destroy(dw_engine_t *e)
     dw_ring_free(&e->kvq);
     dw_ring_free(&e->out);
     free(e->cancels);
+    free(e->resets);
     free(e->pending);
     free(e->sched);
     free(e->steps);
@@ -417,6 +420,33 @@ dw_engine_cancel(dw_engine_t *e, uint64_t req_id)
     e->cancels[e->n_cancels++] = req_id;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
+}
+
+int
+dw_engine_reset_prefix_cache(dw_engine_t *e, uint64_t req_id)
+{
+    uint64_t  *p;
+    size_t     cap;
+
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        return -1;
+    }
+    if (e->n_resets == e->resets_cap) {
+        cap = e->resets_cap ? 2 * e->resets_cap : 4;
+        p = realloc(e->resets, cap * sizeof(uint64_t));
+        if (p == NULL) {
+            pthread_mutex_unlock(&e->mu);
+            return -1;
+        }
+        e->resets = p;
+        e->resets_cap = cap;
+    }
+    e->resets[e->n_resets++] = req_id;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
 }
 
 /* ---- outputs ---- */

@@ -98,6 +98,9 @@ struct dw_engine_s {
     uint64_t           *cancels;
     size_t              n_cancels;
     size_t              cancels_cap;
+    uint64_t           *resets;       /* reset_prefix_cache caller ids */
+    size_t              n_resets;
+    size_t              resets_cap;
     dw_ring_t           out;        /* dw_output_t, engine -> I/O thread */
     dw_ring_t           kvq;        /* dw_kv_event_t, likewise */
     dw_engine_stats_t   st_pub;       /* snapshot for dw_engine_stats */
@@ -130,9 +133,9 @@ uint32_t dw_sched_step(dw_engine_t *e);
 
 /* dw_engine_step.c */
 /*
- * One engine step on the calling thread: takes queued submissions and
- * cancels, schedules, runs the backend, samples, commits blocks and
- * publishes outputs, events and stats. Returns 1 if work was done, 0 if
+ * One engine step on the calling thread: takes queued submissions,
+ * cancels and resets, schedules, runs the backend, samples, commits
+ * blocks and publishes outputs, events and stats. Returns 1 if work was done, 0 if
  * idle. The engine thread calls it in a loop; tests may call it directly
  * (without dw_engine_start).
  */

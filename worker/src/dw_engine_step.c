@@ -1,10 +1,10 @@
 /*
- * dynamo-worker: one engine step (see dw_engine_int.h): take submissions
- * and cancels, schedule, run the backend, then per scheduled sequence:
- * advance its computed tokens, cache the blocks that became full
- * (prompt blocks after their prefill, generated blocks as decode fills
- * them), sample its next token when it produced logits, and finish it on
- * eos, a stop id, max_tokens or the context length. Outputs, KV events and
+ * dynamo-worker: one engine step (see dw_engine_int.h): take submissions,
+ * cancels and prefix-cache resets, schedule, run the backend, then per
+ * scheduled sequence: advance its computed tokens, cache the blocks that
+ * became full (prompt blocks after their prefill, generated blocks as
+ * decode fills them), sample its next token when it produced logits, and
+ * finish it on eos, a stop id, max_tokens or the context length. Outputs, KV events and
  * stats are published under one lock at the end of the step.
  */
 #include <errno.h>
@@ -102,12 +102,37 @@ dw_find(dw_seq_list_t *l, uint64_t id)
     return NULL;
 }
 
+/* Runs queued prefix-cache resets (after the cancels: their blocks are
+   released by then). */
+static void
+dw_do_resets(dw_engine_t *e, uint64_t *ids, size_t n)
+{
+    dw_output_t  *o;
+    uint32_t      count;
+    size_t        i;
+    int           rc;
+
+    for (i = 0; i < n; i++) {
+        rc = dw_bm_reset(&e->bm, &count);
+        o = dw_pending_new(e, ids[i], DW_OUT_RESET);
+        if (o == NULL) {
+            continue;
+        }
+        o->reset_ok = rc == 0;
+        if (rc == 0) {
+            o->blocks_dropped = count;
+        } else {
+            o->blocks_in_use = count;
+        }
+    }
+}
+
 static void
 dw_take_incoming(dw_engine_t *e)
 {
     dw_seq_t  *s, *next;
-    uint64_t  *cancels = NULL;
-    size_t     n_cancels = 0, i;
+    uint64_t  *cancels = NULL, *resets = NULL;
+    size_t     n_cancels = 0, n_resets = 0, i;
 
     pthread_mutex_lock(&e->mu);
     for (s = e->incoming.head; s != NULL; s = next) {
@@ -122,6 +147,13 @@ dw_take_incoming(dw_engine_t *e)
         e->cancels = NULL;
         e->n_cancels = 0;
         e->cancels_cap = 0;
+    }
+    if (e->n_resets > 0) {
+        resets = e->resets;
+        n_resets = e->n_resets;
+        e->resets = NULL;
+        e->n_resets = 0;
+        e->resets_cap = 0;
     }
     pthread_mutex_unlock(&e->mu);
 
@@ -138,6 +170,8 @@ dw_take_incoming(dw_engine_t *e)
         }
     }
     free(cancels);
+    dw_do_resets(e, resets, n_resets);
+    free(resets);
 }
 
 /* ---- publishing ---- */

@@ -182,7 +182,10 @@ worker_free(dw_worker_t *w)
         if (sl == NULL) {
             continue;
         }
-        if (sl->gone) {
+        if (sl->reset) {
+            dw_http_send_error(sl->req, 503, "Service Unavailable",
+                               "unavailable", NULL, "the worker stopped");
+        } else if (sl->gone) {
             evhttp_send_reply_end(sl->req);      /* frees the detached req */
         } else {
             evhttp_connection_set_closecb(sl->conn, NULL, NULL);

@@ -107,7 +107,7 @@ dw_worker_cancel_all(dw_worker_t *w)
     uint32_t  i;
 
     for (i = 0; i < w->n_slots; i++) {
-        if (w->slots[i] != NULL) {
+        if (w->slots[i] != NULL && !w->slots[i]->reset) {
             dw_engine_cancel(w->engine, w->slots[i]->id);
         }
     }
@@ -194,6 +194,12 @@ worker_outputs(dw_worker_t *w, size_t n)
         if (sl == NULL) {
             dw_log(DW_LOG_WARN, "engine output for unknown request %llu",
                    (unsigned long long) w->outs[i].req_id);
+            continue;
+        }
+        if (w->outs[i].kind == DW_OUT_RESET || sl->reset) {
+            if (w->outs[i].kind == DW_OUT_RESET && sl->reset) {
+                dw_http_reset_done(w, sl, &w->outs[i]);
+            }
             continue;
         }
         if (w->outs[i].kind == DW_OUT_TOKEN) {

@@ -1,8 +1,9 @@
 /*
  * dynamo-worker: HTTP handlers (evhttp): POST /v1/generate streams NDJSON
- * frames; GET /health and GET /metrics. A client that closes its
- * connection mid-stream cancels its request at once: evhttp keeps reading
- * while it writes a reply, so the close callback runs on the EOF.
+ * frames; POST /v1/reset_prefix_cache; GET /health and GET /metrics. A
+ * client that closes its connection mid-stream cancels its request at
+ * once: evhttp keeps reading while it writes a reply, so the close
+ * callback runs on the EOF.
  */
 #include <stdio.h>
 #include <string.h>
@@ -158,6 +159,72 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
     evhttp_connection_set_closecb(sl->conn, http_conn_closed, sl);
 }
 
+/*
+ * The engine answers a reset with a DW_OUT_RESET output at its next step
+ * boundary; the request waits in a slot (no close callback: a request
+ * whose client left is detached by evhttp and freed by the reply).
+ */
+static void
+http_reset_prefix_cache(dw_worker_t *w, struct evhttp_request *req)
+{
+    dw_slot_t  *sl;
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          "POST");
+        dw_http_send_error(req, 405, "Method Not Allowed", "invalid_request",
+                           NULL, "POST only");
+        return;
+    }
+    if (w->srv->stopping) {
+        w->cnt.rejected_503++;
+        dw_http_send_error(req, 503, "Service Unavailable", "unavailable",
+                           NULL, "the worker is shutting down");
+        return;
+    }
+    sl = dw_slot_alloc(w);
+    if (sl == NULL) {
+        dw_http_send_error(req, 500, "Internal Server Error", "internal",
+                           NULL, "out of memory");
+        return;
+    }
+    sl->reset = 1;
+    sl->req = req;
+    if (dw_engine_reset_prefix_cache(w->engine, sl->id) != 0) {
+        dw_slot_free(w, sl);
+        w->cnt.rejected_503++;
+        dw_http_send_error(req, 503, "Service Unavailable", "unavailable",
+                           NULL, "the engine is stopped");
+    }
+}
+
+void
+dw_http_reset_done(dw_worker_t *w, dw_slot_t *sl, const dw_output_t *out)
+{
+    kvr_buf_t  b;
+    char       msg[160];
+
+    if (!out->reset_ok) {
+        snprintf(msg, sizeof(msg), "%u cached KV blocks are in use by "
+                 "running requests; nothing was reset, retry when they "
+                 "finish", out->blocks_in_use);
+        dw_http_send_error(sl->req, 409, "Conflict", "conflict", NULL, msg);
+    } else {
+        dw_log(DW_LOG_INFO, "prefix cache reset: %u blocks dropped",
+               out->blocks_dropped);
+        memset(&b, 0, sizeof(b));
+        snprintf(msg, sizeof(msg), "{\"reset\":true,\"blocks_dropped\":%u}\n",
+                 out->blocks_dropped);
+        if (kvr_buf_append_str(&b, msg) == 0) {
+            http_send_buf(sl->req, "application/json", &b);
+        } else {
+            evhttp_send_error(sl->req, HTTP_INTERNAL, NULL);
+        }
+        kvr_buf_free(&b);
+    }
+    dw_slot_free(w, sl);
+}
+
 void
 dw_http_generic(struct evhttp_request *req, void *arg)
 {
@@ -174,6 +241,10 @@ dw_http_generic(struct evhttp_request *req, void *arg)
 
     if (plen == 12 && memcmp(uri, "/v1/generate", 12) == 0) {
         http_generate(w, req);
+        return;
+    }
+    if (plen == 22 && memcmp(uri, "/v1/reset_prefix_cache", 22) == 0) {
+        http_reset_prefix_cache(w, req);
         return;
     }
     is_get = evhttp_request_get_command(req) == EVHTTP_REQ_GET
@@ -194,7 +265,8 @@ dw_http_generic(struct evhttp_request *req, void *arg)
     } else {
         dw_http_send_error(req, 404, "Not Found", "not_found", NULL,
                            "no such endpoint (POST /v1/generate, "
-                           "GET /health, GET /metrics)");
+                           "POST /v1/reset_prefix_cache, GET /health, "
+                           "GET /metrics)");
     }
     kvr_buf_free(&b);
 }

@@ -27,6 +27,7 @@ typedef struct {
     struct evhttp_request     *req;
     struct evhttp_connection  *conn;
     int                        gone;      /* client closed: cancelled */
+    int                        reset;     /* a reset_prefix_cache call */
     int                        with_lp;
     int                        pend_head; /* outputs of this drain batch */
     int                        pend_tail;
@@ -98,6 +99,8 @@ uint64_t dw_server_now_ms(void);
 
 /* dw_server_http.c */
 void dw_http_generic(struct evhttp_request *req, void *arg);
+void dw_http_reset_done(dw_worker_t *w, dw_slot_t *sl,
+    const dw_output_t *out);
 void dw_http_send_error(struct evhttp_request *req, int code,
     const char *reason, const char *type, const char *field,
     const char *msg);

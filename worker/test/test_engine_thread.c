@@ -2,8 +2,10 @@
  * The engine on its own thread: one thread submits and cancels, this one
  * waits on the notify eventfd and drains outputs and KV events. Every
  * request ends with exactly one FINISH and nothing after it, uncancelled
- * ones produce max_tokens tokens, the KV event stream stays consistent and
- * the pool is idle at the end. Meant to run under TSan too.
+ * ones produce max_tokens tokens, the KV event stream stays consistent
+ * (also across prefix-cache resets racing with the work: each is answered
+ * once, and a CLEARED empties the checker's set) and the pool is idle at
+ * the end. Meant to run under TSan too.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,6 +66,11 @@ feeder(void *arg)
         }
         if (i % 5 == 4) {
             dw_engine_cancel(f->e, i - 2);
+        }
+        if (i % 20 == 10
+            && dw_engine_reset_prefix_cache(f->e, 1000 + i) != 0)
+        {
+            f->rejected++;
         }
         sleep_us((long) (dw_splitmix64(&rs) % 300));
     }
@@ -139,6 +146,25 @@ test_threads(void **state)
     printf("threads: %u cancelled in time, %lu preemptions, %lu steps, "
            "%lu KV events\n", cancelled, (unsigned long) st.preemptions,
            (unsigned long) st.steps, (unsigned long) t.kv.events);
+    /* resets during the run were answered, one output each */
+    assert_int_equal(t.n_resets, N_REQ / 20);
+    assert_true(t.kv.cleared <= t.n_resets);
+
+    /* idle: a reset succeeds and leaves nothing cached */
+    assert_int_equal(dw_engine_reset_prefix_cache(t.e, 5000), 0);
+    for (i = 0; i < 100 && t.n_resets < N_REQ / 20 + 1; i++) {
+        (void) poll(&pfd, 1, 100);
+        dw_ts_drain(&t);
+    }
+    assert_int_equal(t.n_resets, N_REQ / 20 + 1);
+    assert_true(t.reset.req_id == 5000);
+    assert_int_equal(t.reset.reset_ok, 1);
+    assert_true(t.kv.cleared >= 1);
+    assert_int_equal(t.kv.n, 0);
+    assert_int_equal(t.kv.errors, 0);
+    dw_engine_stats(t.e, &st);
+    assert_int_equal(st.cached_blocks, 0);
+
     dw_engine_load(t.e, &load);
     assert_int_equal(load.running, 0);
     assert_true(load.active_blocks == 0);
@@ -157,6 +183,7 @@ test_threads(void **state)
     {
         uint32_t  p[2] = { 5, 6 };
         assert_int_equal(dw_ts_submit(&t, 200, p, 2, NULL), -1);
+        assert_int_equal(dw_engine_reset_prefix_cache(t.e, 5001), -1);
     }
     dw_ts_eng_close(&t);
 }

@@ -1,7 +1,8 @@
 /*
  * Tests for the KV block manager (dw_block_int.h): reference counts,
  * prefix-cache hits, LRU eviction order and its REMOVED events, STORED
- * event grouping, duplicates, a full pool, and random operation sequences
+ * event grouping, duplicates, a full pool, the prefix-cache reset (all or
+ * nothing, one CLEARED), and random operation sequences
  * checked against a simple model of the pool.
  */
 #include <stdarg.h>
@@ -200,6 +201,69 @@ test_duplicate_stays_private(void **state)
     dw_bm_release(&bm, a);
     assert_int_equal(bm.n_free, 3);
     assert_int_equal(bm.n_lru, 1);
+    dw_bm_free(&bm);
+}
+
+static void
+test_reset_all_or_nothing(void **state)
+{
+    dw_bm_t         bm;
+    dw_kv_event_t  *ev;
+    size_t          n;
+    uint32_t        a, b, c, d, dropped;
+
+    (void) state;
+    assert_int_equal(dw_bm_init(&bm, 8, 4, 1), 0);
+    a = dw_bm_alloc(&bm);
+    b = dw_bm_alloc(&bm);
+    c = dw_bm_alloc(&bm);
+    d = dw_bm_alloc(&bm);                     /* uncached, stays held */
+    assert_int_equal(dw_bm_commit(&bm, a, 0, 0, 101, 1), 1);
+    assert_int_equal(dw_bm_commit(&bm, b, 1, 101, 102, 2), 1);
+    assert_int_equal(dw_bm_commit(&bm, c, 0, 0, 201, 3), 1);
+    dw_bm_close_event(&bm);
+    dw_bm_release(&bm, a);
+    dw_bm_release(&bm, b);
+    take_events(&bm, &ev, &n);
+    free_events(ev, n);
+
+    /* c is cached and referenced: refused, nothing changes */
+    assert_int_equal(dw_bm_reset(&bm, &dropped), -1);
+    assert_int_equal(dropped, 1);
+    assert_int_equal(bm.n_ev, 0);
+    assert_int_equal(bm.n_cached, 3);
+    assert_int_equal(bm.n_lru, 2);
+    assert_int_equal(dw_bm_lookup(&bm, 101), a);
+
+    /* c released: all three dropped, d (uncached, held) untouched */
+    dw_bm_release(&bm, c);
+    assert_int_equal(dw_bm_reset(&bm, &dropped), 0);
+    assert_int_equal(dropped, 3);
+    assert_int_equal(bm.n_cached, 0);
+    assert_int_equal(bm.n_lru, 0);
+    assert_int_equal(bm.n_free, 7);
+    assert_int_equal(bm.n_used, 1);
+    assert_int_equal(dw_bm_lookup(&bm, 101), DW_BLK_NONE);
+    assert_int_equal(dw_bm_lookup(&bm, 102), DW_BLK_NONE);
+    assert_int_equal(dw_bm_lookup(&bm, 201), DW_BLK_NONE);
+    take_events(&bm, &ev, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].type, KVR_EV_CLEARED);
+    assert_int_equal(ev[0].n, 0);
+    free_events(ev, n);
+
+    /* the pool works on: the same hash can be committed (STORED) again,
+       and nothing is evicted since every block is free */
+    a = dw_bm_alloc(&bm);
+    assert_int_equal(dw_bm_commit(&bm, a, 0, 0, 101, 1), 1);
+    dw_bm_close_event(&bm);
+    take_events(&bm, &ev, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].type, KVR_EV_STORED);
+    free_events(ev, n);
+    dw_bm_release(&bm, a);
+    dw_bm_release(&bm, d);
+    assert_int_equal(dw_bm_available(&bm), 8);
     dw_bm_free(&bm);
 }
 
@@ -410,6 +474,7 @@ main(void)
         cmocka_unit_test(test_prefix_hit_and_stored_events),
         cmocka_unit_test(test_lru_eviction_order),
         cmocka_unit_test(test_duplicate_stays_private),
+        cmocka_unit_test(test_reset_all_or_nothing),
         cmocka_unit_test(test_no_events_when_disabled),
         cmocka_unit_test(test_random_against_model),
     };

@@ -4,7 +4,8 @@
  * budget per step, decodes first, chunked prefill, preemption under a small
  * pool (outputs equal an unpreempted run's, every block freed), cancel,
  * prefix sharing (exact forward_tokens), KV events (hashes against
- * kvr_hash_blocks, consistency), context length and submit errors.
+ * kvr_hash_blocks, consistency), prefix-cache reset (CLEARED, refusal
+ * while cached blocks are in use), context length and submit errors.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -457,6 +458,133 @@ test_prefill_event_groups_blocks(void **state)
 
 /* ---- limits ---- */
 
+/* ---- prefix-cache reset ---- */
+
+static void
+test_reset_prefix_cache_idle(void **state)
+{
+    dw_ts_eng_t         t;
+    dw_engine_config_t  c;
+    dw_sampling_t       sp = dw_ts_greedy_sp(1);
+    uint32_t            a[20], cached;
+    uint64_t            rs = 21, events, removed, fwd;
+    dw_engine_stats_t   st;
+
+    (void) state;
+    base_cfg(&c, 4, 64, 64);
+    assert_int_equal(dw_ts_eng_mock(&t, &c, VOCAB, 0, 0), 0);
+    rand_prompt(&rs, a, 20);
+    assert_int_equal(dw_ts_submit(&t, 0, a, 20, &sp), 0);
+    dw_ts_run(&t);
+    /* 20 computed tokens: 5 full blocks cached, unreferenced */
+    cached = t.e->bm.n_lru;
+    assert_int_equal(cached, 5);
+    assert_int_equal(t.kv.n, 5);
+    events = t.kv.events;
+    removed = t.kv.removed;
+
+    assert_int_equal(dw_engine_reset_prefix_cache(t.e, 900), 0);
+    assert_int_equal(t.n_resets, 0);         /* at the next step only */
+    dw_ts_run(&t);
+    assert_int_equal(t.n_resets, 1);
+    assert_true(t.reset.req_id == 900);
+    assert_int_equal(t.reset.reset_ok, 1);
+    assert_int_equal(t.reset.blocks_dropped, cached);
+    /* exactly one event, CLEARED, and no REMOVED */
+    assert_true(t.kv.events == events + 1);
+    assert_int_equal(t.kv.cleared, 1);
+    assert_true(t.kv.removed == removed);
+    assert_int_equal(t.kv.n, 0);
+    assert_int_equal(t.e->bm.n_cached, 0);
+    assert_int_equal(t.e->bm.n_lru, 0);
+    assert_int_equal(t.e->bm.n_free, 64);
+    dw_engine_stats(t.e, &st);
+    assert_int_equal(st.cached_blocks, 0);
+    fwd = st.forward_tokens;
+
+    /* the same prompt again: no cache hit, all 20 tokens computed, its
+       blocks stored anew (no STORED-twice error in the checker) */
+    assert_int_equal(dw_ts_submit(&t, 1, a, 20, &sp), 0);
+    dw_ts_run(&t);
+    dw_engine_stats(t.e, &st);
+    assert_int_equal(t.req[1].fin.cached_tokens, 0);
+    assert_true(st.prefix_hit_tokens == 0);
+    assert_true(st.forward_tokens == fwd + 20);
+    assert_int_equal(t.e->bm.n_lru, 5);
+    assert_int_equal(t.kv.n, 5);
+    assert_int_equal(t.kv.errors, 0);
+
+    /* an empty cache resets too: 0 dropped, CLEARED again */
+    assert_int_equal(dw_engine_reset_prefix_cache(t.e, 901), 0);
+    assert_int_equal(dw_engine_reset_prefix_cache(t.e, 902), 0);
+    dw_ts_run(&t);
+    assert_int_equal(t.n_resets, 3);
+    assert_true(t.reset.req_id == 902);
+    assert_int_equal(t.reset.reset_ok, 1);
+    assert_int_equal(t.reset.blocks_dropped, 0);
+    assert_int_equal(t.kv.cleared, 3);
+    assert_pool_idle(t.e);
+    dw_ts_eng_close(&t);
+}
+
+static void
+test_reset_prefix_cache_busy(void **state)
+{
+    dw_ts_eng_t         t;
+    dw_engine_config_t  c;
+    dw_sampling_t       sp1 = dw_ts_greedy_sp(1), sp50 = dw_ts_greedy_sp(50);
+    uint32_t            a[20], b[12], lru;
+    uint64_t            rs = 23, removed;
+
+    (void) state;
+    base_cfg(&c, 4, 64, 64);
+    assert_int_equal(dw_ts_eng_mock(&t, &c, VOCAB, 0, 0), 0);
+    rand_prompt(&rs, b, 12);
+    rand_prompt(&rs, a, 20);
+    /* b finishes: 3 cached unreferenced blocks */
+    assert_int_equal(dw_ts_submit(&t, 0, b, 12, &sp1), 0);
+    dw_ts_run(&t);
+    assert_int_equal(t.e->bm.n_lru, 3);
+    /* a runs: its 5 prompt blocks are cached and referenced */
+    assert_int_equal(dw_ts_submit(&t, 1, a, 20, &sp50), 0);
+    assert_int_equal(dw_engine_step(t.e), 1);
+    dw_ts_drain(&t);
+    assert_int_equal(t.e->bm.n_cached, 8);
+    removed = t.kv.removed;
+
+    /* refused: nothing dropped, no event about the cache */
+    assert_int_equal(dw_engine_reset_prefix_cache(t.e, 900), 0);
+    assert_int_equal(dw_engine_step(t.e), 1);
+    dw_ts_drain(&t);
+    assert_int_equal(t.n_resets, 1);
+    assert_int_equal(t.reset.reset_ok, 0);
+    assert_int_equal(t.reset.blocks_dropped, 0);
+    assert_int_equal(t.reset.blocks_in_use, 5);
+    assert_int_equal(t.e->bm.n_lru, 3);
+    assert_int_equal(t.kv.cleared, 0);
+    assert_true(t.kv.removed == removed);
+    assert_int_equal(t.req[1].finished, 0);
+
+    /* cancel a and reset in the same step: the cancel comes first, so the
+       reset finds every cached block unreferenced */
+    dw_engine_cancel(t.e, 1);
+    assert_int_equal(dw_engine_reset_prefix_cache(t.e, 901), 0);
+    assert_int_equal(dw_engine_step(t.e), 1);
+    dw_ts_drain(&t);
+    assert_int_equal(t.req[1].finished, 1);
+    assert_int_equal(t.n_resets, 2);
+    assert_int_equal(t.reset.reset_ok, 1);
+    lru = t.reset.blocks_dropped;
+    assert_true(lru >= 8);          /* b's 3, a's 5 and decoded ones */
+    assert_int_equal(t.kv.cleared, 1);
+    assert_int_equal(t.kv.n, 0);
+    assert_true(t.kv.removed == removed);
+    assert_int_equal(t.kv.errors, 0);
+    assert_int_equal(t.e->bm.n_free, 64);
+    assert_pool_idle(t.e);
+    dw_ts_eng_close(&t);
+}
+
 static void
 test_context_length_and_errors(void **state)
 {
@@ -650,6 +778,7 @@ test_random_ops(void **state)
     rreq_t             *q = calloc(150, sizeof(rreq_t));
     uint32_t            n, i, k, n_req, heads[3][40];
     uint64_t            rs = 99, r, pre = 0;
+    uint32_t            n_resets, resets_ok = 0, resets_refused = 0;
     dw_engine_stats_t   st;
     int                 round;
 
@@ -664,6 +793,7 @@ test_random_ops(void **state)
         assert_int_equal(dw_ts_eng_mock(&t, &c, VOCAB, 0, 0), 0);
         memset(q, 0, 150 * sizeof(rreq_t));
         n_req = 0;
+        n_resets = 0;
         for (k = 0; k < 600; k++) {
             r = dw_splitmix64(&rs);
             if (r % 8 < 2 && n_req < 150) {
@@ -683,18 +813,38 @@ test_random_ops(void **state)
                 i = (uint32_t) ((r >> 8) % n_req);
                 q[i].cancelled = 1;
                 dw_engine_cancel(t.e, i);
+            } else if (r % 64 == 3) {
+                assert_int_equal(dw_engine_reset_prefix_cache(t.e, 1000 + k),
+                                 0);
+                n_resets++;
             } else {
                 (void) dw_engine_step(t.e);
                 dw_ts_drain(&t);
                 assert_true(t.e->bm.n_used + t.e->bm.n_free + t.e->bm.n_lru
                             == t.e->bm.n_blocks);
+                /* the event stream's view is the cache, also across
+                   resets */
+                assert_int_equal(t.kv.n, t.e->bm.n_cached);
             }
         }
         dw_ts_run(&t);
         assert_int_equal(t.kv.errors, 0);
-        assert_pool_idle(t.e);
+        assert_int_equal(t.kv.n, t.e->bm.n_cached);
+        assert_int_equal(t.n_resets, n_resets);
+        assert_true(t.kv.cleared == t.n_resets_ok);
+        resets_ok += t.n_resets_ok;
+        resets_refused += n_resets - t.n_resets_ok;
         dw_engine_stats(t.e, &st);
         pre += st.preemptions;
+        /* idle now: a reset succeeds and the stream's view is empty */
+        assert_int_equal(dw_engine_reset_prefix_cache(t.e, 999), 0);
+        dw_ts_run(&t);
+        assert_int_equal(t.reset.reset_ok, 1);
+        assert_int_equal(t.reset.blocks_dropped, st.cached_blocks);
+        assert_int_equal(t.kv.n, 0);
+        assert_int_equal(t.e->bm.n_free, t.e->bm.n_blocks);
+        assert_int_equal(t.kv.errors, 0);
+        assert_pool_idle(t.e);
 
         /* the reference: each uncancelled request on a big pool */
         rc_ = c;
@@ -724,8 +874,12 @@ test_random_ops(void **state)
         dw_ts_eng_close(&ref);
         dw_ts_eng_close(&t);
     }
-    /* the small pools did preempt */
+    /* the small pools did preempt; resets during the run were refused
+       (something was always running) or succeeded */
     assert_true(pre > 0);
+    assert_true(resets_refused > 0);
+    printf("random ops: resets during the run: %u succeeded, %u refused\n",
+           resets_ok, resets_refused);
     free(q);
 }
 
@@ -854,6 +1008,8 @@ main(void)
         cmocka_unit_test(test_prefix_caching_off),
         cmocka_unit_test(test_kv_events_hashes),
         cmocka_unit_test(test_prefill_event_groups_blocks),
+        cmocka_unit_test(test_reset_prefix_cache_idle),
+        cmocka_unit_test(test_reset_prefix_cache_busy),
         cmocka_unit_test(test_context_length_and_errors),
         cmocka_unit_test(test_stop_ids),
         cmocka_unit_test(test_eos_and_ignore_eos),

@@ -150,6 +150,14 @@ dw_ts_kv_event(dw_ts_kv_t *kv, const dw_kv_event_t *ev)
     uint64_t  h;
 
     kv->events++;
+    if (ev->type == KVR_EV_CLEARED) {
+        kv->cleared++;
+        if (kv->set != NULL) {
+            memset(kv->set, 0, kv->cap * sizeof(uint64_t));
+        }
+        kv->n = 0;
+        return;
+    }
     for (i = 0; i < ev->n; i++) {
         h = ev->blocks[i].seq;
         if (2 * (kv->n + 1) > kv->cap) {
@@ -194,6 +202,12 @@ dw_ts_drain(dw_ts_eng_t *t)
 
     while ((n = dw_engine_drain(t->e, out, 64)) > 0) {
         for (i = 0; i < n; i++) {
+            if (out[i].kind == DW_OUT_RESET) {
+                t->n_resets++;
+                t->n_resets_ok += out[i].reset_ok != 0;
+                t->reset = out[i];
+                continue;
+            }
             if (out[i].req_id >= DW_TS_MAX_REQS) {
                 continue;
             }

@@ -32,6 +32,7 @@ typedef struct {
     uint64_t   stored;           /* blocks stored, removed */
     uint64_t   removed;
     uint64_t   events;
+    uint64_t   cleared;          /* CLEARED events (empty the set) */
     uint64_t   errors;           /* STORED twice, REMOVED absent */
 } dw_ts_kv_t;
 
@@ -39,6 +40,9 @@ typedef struct {
     dw_engine_t  *e;
     dw_ts_req_t  *req;           /* DW_TS_MAX_REQS, indexed by id */
     dw_ts_kv_t    kv;
+    uint32_t      n_resets;      /* DW_OUT_RESET outputs seen */
+    uint32_t      n_resets_ok;   /* ... with reset_ok */
+    dw_output_t   reset;         /* the last of them */
 } dw_ts_eng_t;
 
 /* A model config for the mock: vocab, 2 layers, eos 2. */
@@ -58,7 +62,7 @@ void dw_ts_eng_close(dw_ts_eng_t *t);
 /* Submits a copy of prompt; returns dw_engine_submit's result. */
 int dw_ts_submit(dw_ts_eng_t *t, uint64_t id, const uint32_t *prompt,
     uint32_t n, const dw_sampling_t *sp);
-/* Drains outputs and KV events into t. */
+/* Drains outputs (DW_OUT_RESET into t->reset) and KV events into t. */
 void dw_ts_drain(dw_ts_eng_t *t);
 /* Steps (on this thread) until idle, draining; returns steps taken. */
 uint32_t dw_ts_run(dw_ts_eng_t *t);

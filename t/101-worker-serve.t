@@ -235,6 +235,15 @@ subtest 'request errors' => sub {
     }
     my ($status) = http_get($port, '/v1/generate');
     is($status, 405, 'GET /v1/generate: 405');
+    for my $c ([ PUT => '/v1/generate' ], [ DELETE => '/v1/generate' ],
+               [ POST => '/health' ], [ PATCH => '/metrics' ]) {
+        my $r = HTTP::Tiny->new->request($c->[0],
+                                         "http://127.0.0.1:$port$c->[1]");
+        is($r->{status}, 405, "$c->[0] $c->[1]: 405");
+        ok($r->{headers}{allow}, "$c->[0] $c->[1]: Allow header");
+        my $j = eval { JSON::PP::decode_json($r->{content}) };
+        ok($j && $j->{error}{message}, "$c->[0] $c->[1]: JSON error body");
+    }
     ($status) = http_get($port, '/nope');
     is($status, 404, '/nope: 404');
 };

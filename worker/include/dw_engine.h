@@ -160,10 +160,12 @@ void dw_engine_stop(dw_engine_t *e);      /* finishes nothing; joins */
 void dw_engine_destroy(dw_engine_t *e);
 
 /*
- * Queues a request; 0, or -1 with err (prompt empty or longer than
- * max_model_len - 1, more blocks than the pool, engine stopped). On -1 the
- * caller keeps the prompt.
+ * Queues a request: 0, or a DW_SUBMIT_* error with err. On error the
+ * caller keeps req->prompt (which may have moved: free that pointer).
  */
+#define DW_SUBMIT_INVAL    -1   /* prompt empty, too long, bad id, ... */
+#define DW_SUBMIT_NOMEM    -2
+#define DW_SUBMIT_STOPPED  -3
 int dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
     size_t errlen);
 /* Stops the request and frees its blocks at the next step boundary. */

@@ -334,22 +334,22 @@ dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
 
     if (req->prompt == NULL || req->n_prompt == 0) {
         snprintf(err, errlen, "empty prompt");
-        return -1;
+        return DW_SUBMIT_INVAL;
     }
     if (req->n_prompt > e->max_len - 1) {
         snprintf(err, errlen, "prompt of %u tokens exceeds the context "
                  "length %u minus one", req->n_prompt, e->max_len);
-        return -1;
+        return DW_SUBMIT_INVAL;
     }
     if (req->sp.max_tokens == 0) {
         snprintf(err, errlen, "max_tokens must be >= 1");
-        return -1;
+        return DW_SUBMIT_INVAL;
     }
     for (i = 0; i < req->n_prompt; i++) {
         if (req->prompt[i] >= e->vocab) {
             snprintf(err, errlen, "token id %u at %u outside the vocabulary "
                      "(%u)", req->prompt[i], i, e->vocab);
-            return -1;
+            return DW_SUBMIT_INVAL;
         }
     }
 
@@ -358,16 +358,19 @@ dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return DW_SUBMIT_NOMEM;
     }
     s->blocks_cap = (cap + B - 1) / B;
     s->blocks = malloc(s->blocks_cap * sizeof(uint32_t));
-    tok = realloc(req->prompt, (size_t) cap * sizeof(uint32_t));
-    if (s->blocks == NULL || tok == NULL) {
+    /* the realloc last: once it moved the prompt, nothing else can fail
+       but "stopped", and the caller then frees req->prompt, the new one */
+    tok = s->blocks ? realloc(req->prompt, (size_t) cap * sizeof(uint32_t))
+                    : NULL;
+    if (tok == NULL) {
         free(s->blocks);
         free(s);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return DW_SUBMIT_NOMEM;
     }
     req->prompt = tok;          /* still the caller's if we fail below */
     s->id = req->id;
@@ -386,7 +389,7 @@ dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
         free(s->blocks);
         free(s);
         snprintf(err, errlen, "engine stopped");
-        return -1;
+        return DW_SUBMIT_STOPPED;
     }
     dw_seq_list_push_tail(&e->incoming, s);
     /* the router sees the request at once, not after the next step */

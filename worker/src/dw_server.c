@@ -109,8 +109,12 @@ worker_listen(dw_worker_t *w, char *err, size_t errlen)
     evhttp_set_gencb(w->http, dw_http_generic, w);
     evhttp_set_max_body_size(w->http, DW_MAX_BODY);
     evhttp_set_timeout(w->http, DW_HTTP_TIMEOUT_S);
+    /* every method reaches our handlers, which answer 405 in JSON */
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST
-                               | EVHTTP_REQ_HEAD);
+                               | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT
+                               | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
+                               | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT
+                               | EVHTTP_REQ_PATCH);
     w->bound = evhttp_bind_socket_with_handle(w->http, w->host,
                                               (ev_uint16_t) w->port);
     if (w->bound == NULL) {

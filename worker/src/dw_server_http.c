@@ -81,6 +81,7 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
     size_t            len;
     const char       *body;
     char              msg[256];
+    int               rc;
 
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
@@ -138,12 +139,27 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
     er.prompt = pr.token_ids;
     er.n_prompt = pr.n_tokens;
     er.sp = pr.sp;
-    if (dw_engine_submit(w->engine, &er, msg, sizeof(msg)) != 0) {
+    rc = dw_engine_submit(w->engine, &er, msg, sizeof(msg));
+    if (rc != 0) {
+        pr.token_ids = er.prompt;       /* the engine may have moved it */
         dw_proto_req_free(&pr);
         dw_slot_free(w, sl);
-        w->cnt.rejected_400++;
-        dw_http_send_error(req, 400, "Bad Request", "invalid_request",
-                           "token_ids", msg);
+        if (rc == DW_SUBMIT_STOPPED) {
+            w->cnt.rejected_503++;
+            dw_http_send_error(req, 503, "Service Unavailable", "unavailable",
+                               NULL, "shutting down");
+        } else if (rc == DW_SUBMIT_NOMEM) {
+            dw_http_send_error(req, 500, "Internal Server Error", "internal",
+                               NULL, "out of memory");
+        } else {
+            /* PROTOCOL.md: the message starts with the field */
+            memmove(msg + 11, msg, strnlen(msg, sizeof(msg) - 12) + 1);
+            memcpy(msg, "token_ids: ", 11);
+            msg[sizeof(msg) - 1] = '\0';
+            w->cnt.rejected_400++;
+            dw_http_send_error(req, 400, "Bad Request", "invalid_request",
+                               "token_ids", msg);
+        }
         return;
     }
     /* the engine owns the prompt now */
@@ -250,13 +266,20 @@ dw_http_generic(struct evhttp_request *req, void *arg)
     is_get = evhttp_request_get_command(req) == EVHTTP_REQ_GET
              || evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
     memset(&b, 0, sizeof(b));
-    if (plen == 7 && memcmp(uri, "/health", 7) == 0 && is_get) {
+    if (((plen == 7 && memcmp(uri, "/health", 7) == 0)
+         || (plen == 8 && memcmp(uri, "/metrics", 8) == 0)) && !is_get)
+    {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          "GET, HEAD");
+        dw_http_send_error(req, 405, "Method Not Allowed", "invalid_request",
+                           NULL, "GET only");
+    } else if (plen == 7 && memcmp(uri, "/health", 7) == 0) {
         if (dw_metrics_health(w, &b) == 0) {
             http_send_buf(req, "application/json", &b);
         } else {
             evhttp_send_error(req, HTTP_INTERNAL, NULL);
         }
-    } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0 && is_get) {
+    } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
         if (dw_metrics_text(w, &b) == 0) {
             http_send_buf(req, "text/plain; version=0.0.4", &b);
         } else {

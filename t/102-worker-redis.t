@@ -246,6 +246,29 @@ subtest 'Redis restart: re-register and republish' => sub {
         }, 10), 'blocks stored meanwhile reach Redis after it resumes');
     };
 
+    subtest 'persistent error replies (OOM): bounded retries, then recovery' => sub {
+        my $regs = sub {
+            ((http_get($w->{port}, '/metrics'))[1]
+                =~ /^dynamo_worker_redis_registers_total (\d+)$/m)[0]
+        };
+        my $r0 = $regs->();
+        my @p3 = (9, 8, 7, map { 100 + $_ } 1 .. 30);   # 33 tokens
+        my @h3 = seq_hashes(@p3);
+        redis_command('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+        redis_command('CONFIG', 'SET', 'maxmemory', '1');
+        my ($status) = generate($w->{port}, { token_ids => \@p3,
+                                              max_tokens => 2 });
+        is($status, 200, 'serving while Redis refuses writes');
+        sleep 2;
+        my $n = $regs->() - $r0;
+        ok($n >= 1 && $n <= 10, "re-registers are bounded ($n in 2 s)");
+        redis_command('CONFIG', 'SET', 'maxmemory', '0');
+        ok(wait_until(sub {
+            my $set = members_u64(key('blocks:', $id));
+            !grep { !$set->{$_} } @h3
+        }, 10), 'blocks reach Redis once it accepts writes again');
+    };
+
     subtest 'SIGTERM unregisters' => sub {
         is(stop_worker($w), 0, 'exit 0');
         ok(!workers()->{$id}, 'gone from workers');

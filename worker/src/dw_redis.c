@@ -53,6 +53,8 @@ struct dw_redis_s {
     uint64_t             conn_start_ms;
     uint64_t             retry_at_ms;
     uint32_t             backoff_ms;
+    uint64_t             reg_at_ms;   /* re-register after an error reply */
+    uint32_t             reg_backoff_ms;
     uint32_t             pending;     /* commands awaiting a reply */
     uint64_t             progress_ms; /* last reply, or first send */
     struct event        *tick;
@@ -224,12 +226,23 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
         dw_log(DW_LOG_WARN, "Redis at %s: %s", r->addr,
                kvr_pub_last_error(r->pub)[0]
                ? kvr_pub_last_error(r->pub) : "command failed");
-    } else if (is_event) {
+        /*
+         * An error that persists (OOM, READONLY after a failover) would
+         * fail every register too: re-register from the tick, backing off,
+         * not at once from here.
+         */
+        r->reg_at_ms = dw_server_now_ms() + r->reg_backoff_ms;
+        r->reg_backoff_ms = r->reg_backoff_ms * 2 > DW_REDIS_RETRY_MAX_MS
+                            ? DW_REDIS_RETRY_MAX_MS : r->reg_backoff_ms * 2;
+        return;
+    }
+    if (is_event) {
         r->st.events_ok++;
     } else if (seq == r->reg_seq && r->ac == ac) {
         r->registered = 1;
+        r->reg_backoff_ms = DW_REDIS_RETRY_MIN_MS;
     }
-    if (r->ac == ac && rep != NULL) {
+    if (r->ac == ac && dw_server_now_ms() >= r->reg_at_ms) {
         redis_register(r);
     }
 }
@@ -360,6 +373,8 @@ redis_tick_cb(evutil_socket_t fd, short what, void *arg)
                && now - r->progress_ms > DW_REDIS_STALL_MS)
     {
         redis_abort(r, "no reply");
+    } else if (r->up && now >= r->reg_at_ms) {
+        redis_register(r);          /* when needed, after an error reply */
     }
 }
 
@@ -382,6 +397,7 @@ dw_redis_create(struct event_base *base, const dw_redis_conf_t *rc,
     r->base = base;
     r->db = rc->db;
     r->backoff_ms = DW_REDIS_RETRY_MIN_MS;
+    r->reg_backoff_ms = DW_REDIS_RETRY_MIN_MS;
     snprintf(r->addr, sizeof(r->addr), "%s", rc->addr);
     if (strncmp(rc->addr, "unix:", 5) == 0) {
         r->is_unix = 1;

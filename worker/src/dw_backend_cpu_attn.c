@@ -119,7 +119,8 @@ dw_cpu_attention(dw_cpu_t *c, const dw_step_t *st, uint32_t layer,
     uint32_t n_rows)
 {
     attn_job_t  j;
-    uint32_t    chunks = DW_CPU_ATTN_CHUNKS(c), nh = c->m->cfg.n_heads;
+    uint32_t    chunks = DW_CPU_ATTN_CHUNKS(c), nh = c->m->cfg.n_heads, r;
+    size_t      keys;
 
     j.c = c;
     j.st = st;
@@ -129,8 +130,15 @@ dw_cpu_attention(dw_cpu_t *c, const dw_step_t *st, uint32_t layer,
         j.hg = nh;
     }
     j.n_items = n_rows * j.hg;
-    /* small (estimating 64 keys per head): run inline */
-    if ((size_t) n_rows * nh * c->m->cfg.head_dim * 64 < DW_CPU_INLINE_WORK) {
+    /* small: run inline. Work is 2 multiply-adds (score, V) per key,
+     * head and head_dim element, keys counted per row: batch-1 decode
+     * runs inline up to ~85 tokens of context (134M shape), then in the
+     * pool, not on the caller alone while the other threads spin */
+    keys = 0;
+    for (r = 0; r < n_rows; r++) {
+        keys += (size_t) c->row_pos[r] + 1;
+    }
+    if (keys * nh * c->m->cfg.head_dim * 2 < DW_CPU_INLINE_WORK) {
         attn_run(&j, 0, 1);
     } else {
         dw_pool_run(c->pool, attn_run, &j, chunks);

@@ -182,7 +182,8 @@ test_threads(void **state)
     /* stopped: submissions are refused */
     {
         uint32_t  p[2] = { 5, 6 };
-        assert_int_equal(dw_ts_submit(&t, 200, p, 2, NULL), -1);
+        assert_int_equal(dw_ts_submit(&t, 200, p, 2, NULL),
+                         DW_SUBMIT_STOPPED);
         assert_int_equal(dw_engine_reset_prefix_cache(t.e, 5001), -1);
     }
     dw_ts_eng_close(&t);

@@ -71,6 +71,37 @@ http_conn_closed(struct evhttp_connection *conn, void *arg)
 }
 
 static void
+http_send_405(struct evhttp_request *req, const char *allow, const char *msg)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    dw_http_send_error(req, 405, "Method Not Allowed", "invalid_request",
+                       NULL, msg);
+}
+
+static void
+http_send_stopping(dw_worker_t *w, struct evhttp_request *req)
+{
+    w->cnt.rejected_503++;
+    dw_http_send_error(req, 503, "Service Unavailable", "unavailable", NULL,
+                       "the worker is shutting down");
+}
+
+/* The POST endpoints' common gate: 0, or the request was answered. */
+static int
+http_post_accepted(dw_worker_t *w, struct evhttp_request *req)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        http_send_405(req, "POST", "POST only");
+        return -1;
+    }
+    if (w->srv->stopping) {
+        http_send_stopping(w, req);
+        return -1;
+    }
+    return 0;
+}
+
+static void
 http_generate(dw_worker_t *w, struct evhttp_request *req)
 {
     struct evbuffer  *in;
@@ -83,17 +114,7 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
     char              msg[256];
     int               rc;
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          "POST");
-        dw_http_send_error(req, 405, "Method Not Allowed", "invalid_request",
-                           NULL, "POST only");
-        return;
-    }
-    if (w->srv->stopping) {
-        w->cnt.rejected_503++;
-        dw_http_send_error(req, 503, "Service Unavailable", "unavailable",
-                           NULL, "the worker is shutting down");
+    if (http_post_accepted(w, req) != 0) {
         return;
     }
     in = evhttp_request_get_input_buffer(req);
@@ -145,9 +166,7 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
         dw_proto_req_free(&pr);
         dw_slot_free(w, sl);
         if (rc == DW_SUBMIT_STOPPED) {
-            w->cnt.rejected_503++;
-            dw_http_send_error(req, 503, "Service Unavailable", "unavailable",
-                               NULL, "shutting down");
+            http_send_stopping(w, req);
         } else if (rc == DW_SUBMIT_NOMEM) {
             dw_http_send_error(req, 500, "Internal Server Error", "internal",
                                NULL, "out of memory");
@@ -185,17 +204,7 @@ http_reset_prefix_cache(dw_worker_t *w, struct evhttp_request *req)
 {
     dw_slot_t  *sl;
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          "POST");
-        dw_http_send_error(req, 405, "Method Not Allowed", "invalid_request",
-                           NULL, "POST only");
-        return;
-    }
-    if (w->srv->stopping) {
-        w->cnt.rejected_503++;
-        dw_http_send_error(req, 503, "Service Unavailable", "unavailable",
-                           NULL, "the worker is shutting down");
+    if (http_post_accepted(w, req) != 0) {
         return;
     }
     sl = dw_slot_alloc(w);
@@ -269,10 +278,7 @@ dw_http_generic(struct evhttp_request *req, void *arg)
     if (((plen == 7 && memcmp(uri, "/health", 7) == 0)
          || (plen == 8 && memcmp(uri, "/metrics", 8) == 0)) && !is_get)
     {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          "GET, HEAD");
-        dw_http_send_error(req, 405, "Method Not Allowed", "invalid_request",
-                           NULL, "GET only");
+        http_send_405(req, "GET, HEAD", "GET only");
     } else if (plen == 7 && memcmp(uri, "/health", 7) == 0) {
         if (dw_metrics_health(w, &b) == 0) {
             http_send_buf(req, "application/json", &b);

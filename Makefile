@@ -52,6 +52,17 @@ WFUZZ_SRC:= $(wildcard worker/fuzz/fuzz_*.c)
 WFUZZ_BIN:= $(WFUZZ_SRC:worker/fuzz/%.c=$(B)/fuzz/%)
 W_HDR    := $(wildcard worker/include/*.h worker/src/*.h kvrouter/include/*.h)
 
+# ngx_dynamo_module/: the pure parts (no nginx types) are also built alone
+# for cmocka tests (test/test_*.c) and libFuzzer targets (fuzz/fuzz_*.c).
+GW_INC   := -Ingx_dynamo_module $(KVR_INC)
+GW_PURE  := ngx_dynamo_module/ngx_http_dynamo_oai.c \
+            ngx_dynamo_module/ngx_http_dynamo_stream.c
+GW_OBJ   := $(GW_PURE:%.c=$(B)/obj/%.o)
+GTEST_SRC:= $(wildcard ngx_dynamo_module/test/test_*.c)
+GTEST_BIN:= $(GTEST_SRC:ngx_dynamo_module/test/%.c=$(B)/gtest/%)
+GFUZZ_SRC:= $(wildcard ngx_dynamo_module/fuzz/fuzz_*.c)
+GFUZZ_BIN:= $(GFUZZ_SRC:ngx_dynamo_module/fuzz/%.c=$(B)/fuzz/%)
+
 MODULE   := $(B)/modules/ngx_dynamo_module.so
 MOD_SRC  := config $(wildcard ngx_dynamo_module/*.[ch]) $(KVR_SRC) \
             $(wildcard kvrouter/include/*.h)
@@ -71,7 +82,12 @@ $(DEPS): scripts/install-deps.sh
 
 $(B)/obj/%.o: %.c $(wildcard kvrouter/include/*.h) | $(DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(KVR_INC) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(WARN) $(GW_INC) -MMD -c $< -o $@
+
+$(B)/gtest/%: ngx_dynamo_module/test/%.c $(GW_OBJ) $(KVR_LIB) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(GW_INC) -Ikvrouter/test -o $@ $< \
+	    $(GW_OBJ) $(KVR_LIB) $(LIBS) $(CMOCKA)
 
 $(KVR_LIB): $(KVR_OBJ)
 	@mkdir -p $(dir $@)
@@ -111,8 +127,8 @@ $(B)/wtest/%: worker/test/%.c $(WSUP_OBJ) $(W_LIB) $(KVR_LIB) | $(DEPS)
 $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
 	bash scripts/build-module.sh $(B)
 
-unit: $(TEST_BIN) $(WTEST_BIN) $(B)/bin/dynamo-kv $(W_CMD)
-	@sh scripts/run-unit-tests.sh $(TEST_BIN) $(WTEST_BIN) \
+unit: $(TEST_BIN) $(WTEST_BIN) $(GTEST_BIN) $(B)/bin/dynamo-kv $(W_CMD)
+	@sh scripts/run-unit-tests.sh $(TEST_BIN) $(WTEST_BIN) $(GTEST_BIN) \
 	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv" \
 	    "sh kvrouter/test/template/conformance.sh $(B)" \
 	    "sh kvrouter/test/tokenizer/cli.sh $(B)/bin/dynamo-kv"
@@ -155,8 +171,13 @@ $(B)/fuzz/%: worker/fuzz/%.c $(W_SRC) $(KVR_SRC) $(W_HDR) | $(DEPS)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -pthread $(W_INC) -o $@ $< \
 	    $(W_SRC) $(KVR_SRC) $(W_LIBS)
 
-fuzz: $(FUZZ_BIN) $(WFUZZ_BIN)
-	@for f in $(FUZZ_BIN) $(WFUZZ_BIN); do \
+$(B)/fuzz/%: ngx_dynamo_module/fuzz/%.c $(GW_PURE) $(KVR_SRC) | $(DEPS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(GW_INC) -o $@ $< \
+	    $(GW_PURE) $(KVR_SRC) $(LIBS)
+
+fuzz: $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN)
+	@for f in $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN); do \
 	    n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus/$$n; \
 	    echo "fuzz: $$n for $${FUZZ_SECONDS:-20}s"; \
 	    if ! $$f -max_total_time=$${FUZZ_SECONDS:-20} \

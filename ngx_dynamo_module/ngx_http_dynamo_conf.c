@@ -46,8 +46,6 @@ static char *ngx_http_dynamo_redis_param(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_dynamo_redis_conf_t *rcf, ngx_str_t *arg);
 static char *ngx_http_dynamo_upstream_param(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_http_dynamo_srv_conf_t *dscf, ngx_str_t *arg);
-static ngx_int_t ngx_http_dynamo_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
 
 
 static ngx_http_dynamo_enum_t  ngx_http_dynamo_policies[] = {
@@ -395,55 +393,9 @@ ngx_http_dynamo_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    shm_zone->init = ngx_http_dynamo_init_zone;
-    shm_zone->data = dmcf;
-
     dmcf->shm_zone = shm_zone;
 
     return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_http_dynamo_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_dynamo_shctx_t  *osh = data;
-
-    size_t                    len;
-    ngx_slab_pool_t          *shpool;
-    ngx_http_dynamo_shctx_t  *sh;
-
-    if (osh) {
-        shm_zone->data = osh;
-        return NGX_OK;
-    }
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_dynamo_shctx_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = sh;
-    shm_zone->data = sh;
-
-    len = sizeof(" in dynamo zone \"\"") + shm_zone->shm.name.len;
-
-    shpool->log_ctx = ngx_slab_alloc(shpool, len);
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(shpool->log_ctx, " in dynamo zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    return NGX_OK;
 }
 
 
@@ -452,13 +404,41 @@ ngx_http_dynamo_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_dynamo_srv_conf_t *dscf = conf;
 
-    char        *rv;
-    ngx_str_t   *value;
-    ngx_uint_t   i;
+    char                           *rv;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i;
+    ngx_http_dynamo_srv_conf_t    **up;
+    ngx_http_dynamo_main_conf_t    *dmcf;
+    ngx_http_upstream_srv_conf_t   *uscf;
 
     if (dscf->policy != NGX_HTTP_DYNAMO_POLICY_NONE) {
         return "is duplicate";
     }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "load balancing method redefined");
+    }
+
+    uscf->peer.init_upstream = ngx_http_dynamo_balancer_init_upstream;
+    uscf->flags = NGX_HTTP_UPSTREAM_CREATE
+                  |NGX_HTTP_UPSTREAM_WEIGHT
+                  |NGX_HTTP_UPSTREAM_MAX_FAILS
+                  |NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
+                  |NGX_HTTP_UPSTREAM_DOWN;
+
+    dscf->upstream = uscf;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_dynamo_module);
+
+    up = ngx_array_push(&dmcf->upstreams);
+    if (up == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *up = dscf;
 
     value = cf->args->elts;
 

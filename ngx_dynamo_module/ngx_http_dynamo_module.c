@@ -7,7 +7,12 @@
 #include "ngx_http_dynamo_module.h"
 
 
+static ngx_int_t ngx_http_dynamo_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_dynamo_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_dynamo_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_dynamo_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_dynamo_init_process(ngx_cycle_t *cycle);
+static void ngx_http_dynamo_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_dynamo_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_dynamo_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -58,16 +63,58 @@ static ngx_command_t  ngx_http_dynamo_commands[] = {
       0,
       NULL },
 
+    { ngx_string("dynamo_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_dynamo_thread_pool,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynamo_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.connect_timeout),
+      NULL },
+
+    { ngx_string("dynamo_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.send_timeout),
+      NULL },
+
+    { ngx_string("dynamo_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.read_timeout),
+      NULL },
+
+    { ngx_string("dynamo_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.buffer_size),
+      NULL },
+
+    { ngx_string("dynamo_next_upstream_tries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.next_upstream_tries),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_dynamo_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_dynamo_preconfiguration,      /* preconfiguration */
+    ngx_http_dynamo_postconfiguration,     /* postconfiguration */
 
     ngx_http_dynamo_create_main_conf,      /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_dynamo_init_main_conf,        /* init main configuration */
 
     ngx_http_dynamo_create_srv_conf,       /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -84,13 +131,27 @@ ngx_module_t  ngx_dynamo_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_dynamo_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_dynamo_exit_process,          /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_dynamo_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_dynamo_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_dynamo_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_dynamo_error_filter_init(cf);
+}
 
 
 static void *
@@ -117,7 +178,47 @@ ngx_http_dynamo_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&dmcf->upstreams, cf->pool, 2,
+                       sizeof(ngx_http_dynamo_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    dmcf->thread_min = NGX_CONF_UNSET_SIZE;
+
     return dmcf;
+}
+
+
+static char *
+ngx_http_dynamo_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_dynamo_main_conf_t *dmcf = conf;
+
+    if (ngx_http_dynamo_models_init(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_dynamo_shm_add(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynamo_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_dynamo_redis_init_process(cycle);
+}
+
+
+static void
+ngx_http_dynamo_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_dynamo_redis_exit_process(cycle);
 }
 
 
@@ -164,6 +265,12 @@ ngx_http_dynamo_create_loc_conf(ngx_conf_t *cf)
 
     dlcf->metrics = NGX_CONF_UNSET;
 
+    dlcf->upstream_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
+    dlcf->upstream_conf.send_timeout = NGX_CONF_UNSET_MSEC;
+    dlcf->upstream_conf.read_timeout = NGX_CONF_UNSET_MSEC;
+    dlcf->upstream_conf.buffer_size = NGX_CONF_UNSET_SIZE;
+    dlcf->upstream_conf.next_upstream_tries = NGX_CONF_UNSET_UINT;
+
     return dlcf;
 }
 
@@ -171,7 +278,10 @@ ngx_http_dynamo_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
+    ngx_http_dynamo_loc_conf_t  *prev = parent;
     ngx_http_dynamo_loc_conf_t  *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
 
     /*
      * dynamo_pass and dynamo_metrics install the content handler of their
@@ -179,6 +289,34 @@ ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     ngx_conf_init_value(conf->metrics, 0);
+
+    ngx_conf_merge_msec_value(conf->upstream_conf.connect_timeout,
+                              prev->upstream_conf.connect_timeout, 5000);
+    ngx_conf_merge_msec_value(conf->upstream_conf.send_timeout,
+                              prev->upstream_conf.send_timeout, 60000);
+    ngx_conf_merge_msec_value(conf->upstream_conf.read_timeout,
+                              prev->upstream_conf.read_timeout, 600000);
+    ngx_conf_merge_size_value(conf->upstream_conf.buffer_size,
+                              prev->upstream_conf.buffer_size,
+                              (size_t) 16 * 1024);
+    ngx_conf_merge_uint_value(conf->upstream_conf.next_upstream_tries,
+                              prev->upstream_conf.next_upstream_tries, 3);
+
+    if (conf->upstream == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * nginx answers a declared body over client_max_body_size with its own
+     * HTML page before any content handler runs; take the limit over so
+     * that the client gets an OpenAI error instead (the core module's
+     * locations are merged before ours)
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    conf->max_body_size = clcf->client_max_body_size;
+    clcf->client_max_body_size = 0;
 
     return NGX_CONF_OK;
 }

@@ -1,0 +1,94 @@
+
+/*
+ * ngx_dynamo: the shared-memory zone (one per nginx instance, every nginx
+ * worker process maps it) and the Redis sync that keeps it current.
+ *
+ * The zone holds, per dynamo_model, a kvr_index_t (which worker caches
+ * which blocks; registry and published load of the workers in Redis), a
+ * table of gateway-side load per worker address (requests in flight and
+ * their blocks, counted by every nginx process), router counters for
+ * /metrics, and the sync lease: the one process that writes the indexes.
+ * It is reused across reloads (same name and size): routing keeps its
+ * picture while the new workers resync.
+ */
+
+
+#ifndef _NGX_HTTP_DYNAMO_SHM_H_INCLUDED_
+#define _NGX_HTTP_DYNAMO_SHM_H_INCLUDED_
+
+
+#define NGX_HTTP_DYNAMO_ZONE_NAME       "dynamo"
+#define NGX_HTTP_DYNAMO_ZONE_SIZE       (32 * 1024 * 1024)
+#define NGX_HTTP_DYNAMO_LOAD_SLOTS      1024
+#define NGX_HTTP_DYNAMO_FAIL_TIMEOUT    10000    /* ms out after a failure */
+
+
+/* gateway-side load of one worker address; atomics, no lock */
+typedef struct ngx_http_dynamo_load_s {
+    ngx_atomic_t                    hash;        /* of name; 0: free slot */
+    u_char                          name[KVR_ADDR_MAX];
+    ngx_atomic_t                    in_flight;   /* requests */
+    ngx_atomic_t                    blocks;      /* their prompt blocks */
+    ngx_atomic_t                    prefill;     /* their uncached tokens */
+    ngx_atomic_t                    requests;    /* total routed here */
+    ngx_atomic_t                    fails;       /* total failures */
+    ngx_atomic_t                    failed_until;  /* ngx_current_msec
+                                                      scale; 0: healthy */
+} ngx_http_dynamo_load_t;
+
+
+/* router counters for /metrics, all atomics */
+typedef struct {
+    ngx_atomic_t                    requests;        /* routed */
+    ngx_atomic_t                    kv_hits;         /* overlap > 0 */
+    ngx_atomic_t                    overlap_blocks;  /* sum */
+    ngx_atomic_t                    prompt_blocks;   /* sum */
+    ngx_atomic_t                    prompt_tokens;
+    ngx_atomic_t                    completion_tokens;
+    ngx_atomic_t                    cached_tokens;
+    ngx_atomic_t                    errors;          /* answered >= 400 */
+    ngx_atomic_t                    no_worker;       /* 503s */
+    ngx_atomic_t                    worker_failures; /* 502s, error events */
+    ngx_atomic_t                    cancelled;       /* client went away */
+} ngx_http_dynamo_counters_t;
+
+
+/* Redis sync status, written by the lease holder, read by /metrics */
+typedef struct {
+    ngx_atomic_t                    connected;
+    ngx_atomic_t                    owner_pid;      /* 0: nobody syncs */
+    ngx_atomic_t                    lease_until;    /* ms, ngx_time() scale */
+    ngx_atomic_t                    full_resyncs;
+    ngx_atomic_t                    events_applied;
+    ngx_atomic_t                    errors;
+    ngx_atomic_t                    disconnects;
+    ngx_atomic_t                    workers;
+} ngx_http_dynamo_sync_status_t;
+
+
+/* ngx_http_dynamo_shm.c */
+
+/* adds the zone named by dynamo_zone, or an implicit "dynamo" one */
+ngx_int_t ngx_http_dynamo_shm_add(ngx_conf_t *cf,
+    ngx_http_dynamo_main_conf_t *dmcf);
+
+/* NULL until the zone is initialised (never in a worker process) */
+kvr_index_t *ngx_http_dynamo_shm_index(ngx_http_dynamo_main_conf_t *dmcf,
+    ngx_uint_t model);
+
+/* finds or claims the slot of a worker address; NULL when the table is
+   full */
+ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load(
+    ngx_http_dynamo_main_conf_t *dmcf, u_char *name, size_t len);
+
+ngx_http_dynamo_counters_t *ngx_http_dynamo_shm_counters(
+    ngx_http_dynamo_main_conf_t *dmcf);
+ngx_http_dynamo_sync_status_t *ngx_http_dynamo_shm_sync_status(
+    ngx_http_dynamo_main_conf_t *dmcf, ngx_uint_t model);
+
+/* ngx_http_dynamo_redis.c: the index writer, in the lease holder */
+ngx_int_t ngx_http_dynamo_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_dynamo_redis_exit_process(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_DYNAMO_SHM_H_INCLUDED_ */

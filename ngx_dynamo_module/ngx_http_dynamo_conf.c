@@ -706,3 +706,10 @@ ngx_http_dynamo_model_named(ngx_http_dynamo_model_t *model, ngx_str_t *name)
 
     return 0;
 }
+
+
+char *
+ngx_http_dynamo_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return NGX_CONF_OK;
+}

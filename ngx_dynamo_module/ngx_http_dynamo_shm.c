@@ -56,3 +56,11 @@ ngx_http_dynamo_shm_sync_status(ngx_http_dynamo_main_conf_t *dmcf,
 {
     return NULL;
 }
+
+
+u_char *
+ngx_http_dynamo_shm_metrics(ngx_http_dynamo_main_conf_t *dmcf, u_char *p,
+    u_char *last)
+{
+    return p;
+}

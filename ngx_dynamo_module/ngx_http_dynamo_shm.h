@@ -86,6 +86,13 @@ ngx_http_dynamo_counters_t *ngx_http_dynamo_shm_counters(
 ngx_http_dynamo_sync_status_t *ngx_http_dynamo_shm_sync_status(
     ngx_http_dynamo_main_conf_t *dmcf, ngx_uint_t model);
 
+/*
+ * Prometheus lines for the indexes and the Redis sync (per model: workers,
+ * blocks, connected, events applied, resyncs, errors), for /metrics
+ */
+u_char *ngx_http_dynamo_shm_metrics(ngx_http_dynamo_main_conf_t *dmcf,
+    u_char *p, u_char *last);
+
 /* ngx_http_dynamo_redis.c: the index writer, in the lease holder */
 ngx_int_t ngx_http_dynamo_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_dynamo_redis_exit_process(ngx_cycle_t *cycle);

@@ -56,7 +56,8 @@ W_HDR    := $(wildcard worker/include/*.h worker/src/*.h kvrouter/include/*.h)
 # for cmocka tests (test/test_*.c) and libFuzzer targets (fuzz/fuzz_*.c).
 GW_INC   := -Ingx_dynamo_module $(KVR_INC)
 GW_PURE  := ngx_dynamo_module/ngx_http_dynamo_oai.c \
-            ngx_dynamo_module/ngx_http_dynamo_stream.c
+            ngx_dynamo_module/ngx_http_dynamo_stream.c \
+            ngx_dynamo_module/ngx_http_dynamo_frame.c
 GW_OBJ   := $(GW_PURE:%.c=$(B)/obj/%.o)
 GTEST_SRC:= $(wildcard ngx_dynamo_module/test/test_*.c)
 GTEST_BIN:= $(GTEST_SRC:ngx_dynamo_module/test/%.c=$(B)/gtest/%)
@@ -160,6 +161,18 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 	$(B)/bin/dynamo-worker-bench --models $(B)/bench/models \
 	    --out $(B)/bench/worker.json
 	sh worker/bench/plot.sh $(B)
+	$(MAKE) --no-print-directory B=$(B) bench-gateway
+
+# Gateway overhead: the same mock workers behind stock proxy_pass and
+# behind dynamo_pass (wrk), and tokenize + hash + route on one core.
+.PHONY: bench-gateway
+bench-gateway: $(B)/bin/dynamo-route-bench $(B)/bin/dynamo-worker $(MODULE)
+	@mkdir -p $(B)/bench
+	sh bench/gateway/run.sh $(B)
+
+$(B)/bin/dynamo-route-bench: bench/gateway/route_bench.c $(KVR_LIB) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(KVR_INC) -o $@ $< $(KVR_LIB) $(LIBS)
 
 $(B)/fuzz/%: kvrouter/fuzz/%.c $(KVR_SRC) $(TOOL_SRC) | $(DEPS)
 	@mkdir -p $(dir $@)

@@ -711,5 +711,60 @@ ngx_http_dynamo_model_named(ngx_http_dynamo_model_t *model, ngx_str_t *name)
 char *
 ngx_http_dynamo_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_dynamo_main_conf_t *dmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, v;
+
+#if (NGX_THREADS)
+    if (dmcf->thread_pool) {
+        return "is duplicate";
+    }
+#endif
+
+    if (dmcf->thread_pool_off) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_dynamo_param(&value[2], "min", &v) != NGX_OK) {
+            return ngx_http_dynamo_invalid(cf, cmd, "parameter", &value[2]);
+        }
+
+        size = ngx_parse_size(&v);
+        if (size == NGX_ERROR) {
+            return ngx_http_dynamo_invalid(cf, cmd, "min", &v);
+        }
+
+        dmcf->thread_min = size;
+    }
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        dmcf->thread_pool_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0) {
+        return ngx_http_dynamo_invalid(cf, cmd, "thread pool", &value[1]);
+    }
+
+#if (NGX_THREADS)
+
+    dmcf->thread_pool = ngx_thread_pool_add(cf, &value[1]);
+    if (dmcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" needs nginx built with threads; use \"off\"",
+                       &cmd->name);
+    return NGX_CONF_ERROR;
+
+#endif
 }

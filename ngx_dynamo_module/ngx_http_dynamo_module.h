@@ -64,6 +64,7 @@ typedef struct {
     char                           *bos_token;      /* NULL: none */
     char                           *eos_token;
     char                           *ns;             /* Redis namespace */
+    time_t                          created;        /* for /v1/models */
 } ngx_http_dynamo_model_t;
 
 
@@ -86,6 +87,7 @@ typedef struct {
 #endif
     size_t                          thread_min;   /* prompt bytes that go
                                                      to the thread pool */
+    ngx_flag_t                      thread_pool_off;
 } ngx_http_dynamo_main_conf_t;
 
 
@@ -209,6 +211,10 @@ ngx_int_t ngx_http_dynamo_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body);
 ngx_int_t ngx_http_dynamo_send_error(ngx_http_request_t *r,
     ngx_uint_t status, char *type, ngx_str_t *message);
+/* param, code: NULL gives null */
+ngx_int_t ngx_http_dynamo_send_oai_error(ngx_http_request_t *r,
+    ngx_uint_t status, char *type, char *param, char *code,
+    ngx_str_t *message);
 ngx_int_t ngx_http_dynamo_set_allow(ngx_http_request_t *r, ngx_str_t *allow);
 size_t ngx_http_dynamo_json_escape(u_char *dst, u_char *src, size_t size);
 

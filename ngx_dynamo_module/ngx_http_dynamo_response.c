@@ -12,7 +12,12 @@
 
 #define NGX_HTTP_DYNAMO_ERROR_HEAD  "{\"error\":{\"message\":\""
 #define NGX_HTTP_DYNAMO_ERROR_TYPE  "\",\"type\":\""
-#define NGX_HTTP_DYNAMO_ERROR_TAIL  "\",\"param\":null,\"code\":null}}"
+#define NGX_HTTP_DYNAMO_ERROR_PARAM "\",\"param\":"
+#define NGX_HTTP_DYNAMO_ERROR_CODE  ",\"code\":"
+#define NGX_HTTP_DYNAMO_ERROR_TAIL  "}}"
+
+
+static u_char *ngx_http_dynamo_json_value(u_char *p, char *s, size_t len);
 
 
 static ngx_str_t  ngx_http_dynamo_json_type = ngx_string("application/json");
@@ -62,14 +67,36 @@ ngx_int_t
 ngx_http_dynamo_send_error(ngx_http_request_t *r, ngx_uint_t status,
     char *type, ngx_str_t *message)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_str_t   body;
+    return ngx_http_dynamo_send_oai_error(r, status, type, NULL, NULL,
+                                          message);
+}
+
+
+ngx_int_t
+ngx_http_dynamo_send_oai_error(ngx_http_request_t *r, ngx_uint_t status,
+    char *type, char *param, char *code, ngx_str_t *message)
+{
+    u_char                      *p;
+    size_t                       len, plen, clen;
+    ngx_str_t                    body;
+    ngx_http_dynamo_counters_t  *counters;
+    ngx_http_dynamo_main_conf_t *dmcf;
+
+    plen = param ? ngx_strlen(param) : 0;
+    clen = code ? ngx_strlen(code) : 0;
 
     len = sizeof(NGX_HTTP_DYNAMO_ERROR_HEAD) - 1
           + ngx_http_dynamo_json_escape(NULL, message->data, message->len)
           + sizeof(NGX_HTTP_DYNAMO_ERROR_TYPE) - 1
           + ngx_strlen(type)
+          + sizeof(NGX_HTTP_DYNAMO_ERROR_PARAM) - 1
+          + (param ? 2 + ngx_http_dynamo_json_escape(NULL, (u_char *) param,
+                                                     plen)
+                   : sizeof("null") - 1)
+          + sizeof(NGX_HTTP_DYNAMO_ERROR_CODE) - 1
+          + (code ? 2 + ngx_http_dynamo_json_escape(NULL, (u_char *) code,
+                                                    clen)
+                  : sizeof("null") - 1)
           + sizeof(NGX_HTTP_DYNAMO_ERROR_TAIL) - 1;
 
     body.data = ngx_pnalloc(r->pool, len);
@@ -83,12 +110,42 @@ ngx_http_dynamo_send_error(ngx_http_request_t *r, ngx_uint_t status,
     p = ngx_cpymem(p, NGX_HTTP_DYNAMO_ERROR_TYPE,
                    sizeof(NGX_HTTP_DYNAMO_ERROR_TYPE) - 1);
     p = ngx_cpymem(p, type, ngx_strlen(type));
+    p = ngx_cpymem(p, NGX_HTTP_DYNAMO_ERROR_PARAM,
+                   sizeof(NGX_HTTP_DYNAMO_ERROR_PARAM) - 1);
+    p = ngx_http_dynamo_json_value(p, param, plen);
+    p = ngx_cpymem(p, NGX_HTTP_DYNAMO_ERROR_CODE,
+                   sizeof(NGX_HTTP_DYNAMO_ERROR_CODE) - 1);
+    p = ngx_http_dynamo_json_value(p, code, clen);
     p = ngx_cpymem(p, NGX_HTTP_DYNAMO_ERROR_TAIL,
                    sizeof(NGX_HTTP_DYNAMO_ERROR_TAIL) - 1);
 
     body.len = p - body.data;
 
+    if (status >= NGX_HTTP_BAD_REQUEST) {
+        dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
+        counters = ngx_http_dynamo_shm_counters(dmcf);
+
+        if (counters) {
+            (void) ngx_atomic_fetch_add(&counters->errors, 1);
+        }
+    }
+
     return ngx_http_dynamo_send(r, status, &ngx_http_dynamo_json_type, &body);
+}
+
+
+static u_char *
+ngx_http_dynamo_json_value(u_char *p, char *s, size_t len)
+{
+    if (s == NULL) {
+        return ngx_cpymem(p, "null", sizeof("null") - 1);
+    }
+
+    *p++ = '"';
+    p += ngx_http_dynamo_json_escape(p, (u_char *) s, len);
+    *p++ = '"';
+
+    return p;
 }
 
 

@@ -2,15 +2,525 @@
 /*
  * ngx_dynamo: disaggregated, KV-cache-aware LLM serving behind nginx.
  *
- * Routing (stub).
+ * Routing: the candidates are the upstream's server lines and the live
+ * workers of the model's index; overlap from the index, load published by
+ * the workers plus what this gateway has in flight; kvrouter's selection.
+ * Never waits: everything comes from shared memory.
  */
 
 
-#include "ngx_http_dynamo_module.h"
+#include "ngx_http_dynamo_prepare.h"
+
+#include "kvr_err.h"
+
+
+typedef struct {
+    ngx_str_t                       name;
+    struct sockaddr                *sockaddr;
+    socklen_t                       socklen;
+    uint64_t                        worker_id;
+    uint32_t                        overlap;
+    uint64_t                        active_blocks;
+    uint64_t                        queued_prefill;
+    double                          cost;
+    unsigned                        failed:1;
+} ngx_http_dynamo_cand_t;
+
+
+static ngx_int_t ngx_http_dynamo_candidates(ngx_http_request_t *r,
+    ngx_http_dynamo_model_t *model, ngx_array_t *cands);
+static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_add(ngx_array_t *cands,
+    u_char *name, size_t len);
+static ngx_int_t ngx_http_dynamo_role_fits(ngx_uint_t role, kvr_role_t w);
+static void ngx_http_dynamo_cand_load(ngx_http_dynamo_main_conf_t *dmcf,
+    ngx_array_t *cands);
+static int ngx_http_dynamo_cost_cmp(const void *a, const void *b);
+
+
+/* an implicit upstream (no upstream {} block) has no srv_conf */
+#define ngx_http_dynamo_upstream_conf(uscf)                                  \
+    (((uscf) && (uscf)->srv_conf)                                            \
+     ? (ngx_http_dynamo_srv_conf_t *)                                        \
+       ngx_http_conf_upstream_srv_conf(uscf, ngx_dynamo_module)              \
+     : NULL)
+
+
+/* the event loop is single-threaded: one scratch table per process */
+static kvr_worker_info_t  ngx_http_dynamo_workers[KVR_INDEX_MAX_WORKERS];
+static kvr_match_t        ngx_http_dynamo_matches[KVR_INDEX_MAX_WORKERS];
+
+static ngx_atomic_t       ngx_http_dynamo_rr_local;
 
 
 ngx_int_t
 ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
 {
+    size_t                         i, j, n, nm;
+    uint64_t                       rnd;
+    ngx_int_t                      rc;
+    ngx_uint_t                     policy, chosen, k;
+    kvr_index_t                   *idx;
+    ngx_array_t                    cands;
+    ngx_atomic_t                  *rr;
+    kvr_choice_t                   choice;
+    kvr_candidate_t               *kc;
+    ngx_http_dynamo_cand_t        *c, **live, *tmp;
+    ngx_http_dynamo_pick_t        *pick;
+    kvr_select_params_t            params;
+    ngx_http_dynamo_srv_conf_t    *dscf;
+    ngx_http_dynamo_loc_conf_t    *dlcf;
+    ngx_http_dynamo_counters_t    *counters;
+    ngx_http_dynamo_main_conf_t   *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
+    dscf = ngx_http_dynamo_upstream_conf(dlcf->upstream);
+
+    if (ngx_array_init(&cands, r->pool, 8, sizeof(ngx_http_dynamo_cand_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_dynamo_candidates(r, ctx->model, &cands);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (cands.nelts == 0) {
+        goto none;
+    }
+
+    ngx_http_dynamo_cand_load(dmcf, &cands);
+
+    policy = dscf ? dscf->policy : NGX_HTTP_DYNAMO_POLICY_NONE;
+    c = cands.elts;
+
+    /* overlap from the index */
+
+    idx = ngx_http_dynamo_shm_index(dmcf, ctx->model->index);
+
+    if (idx && ctx->n_blocks
+        && policy != NGX_HTTP_DYNAMO_POLICY_LEAST_LOAD
+        && policy != NGX_HTTP_DYNAMO_POLICY_ROUND_ROBIN)
+    {
+        nm = kvr_index_find_matches(idx, ctx->block_hashes, ctx->n_blocks,
+                                    ngx_http_dynamo_matches,
+                                    KVR_INDEX_MAX_WORKERS);
+
+        for (i = 0; i < nm; i++) {
+            for (j = 0; j < cands.nelts; j++) {
+                if (c[j].worker_id == ngx_http_dynamo_matches[i].worker_id) {
+                    c[j].overlap = ngx_http_dynamo_matches[i].overlap_blocks;
+                    break;
+                }
+            }
+        }
+    }
+
+    /* those not marked failed; all of them when every one is */
+
+    live = ngx_palloc(r->pool, cands.nelts * sizeof(ngx_http_dynamo_cand_t *));
+    kc = ngx_palloc(r->pool, cands.nelts * sizeof(kvr_candidate_t));
+    if (live == NULL || kc == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < cands.nelts; i++) {
+        if (!c[i].failed) {
+            live[n++] = &c[i];
+        }
+    }
+
+    if (n == 0) {
+        for (i = 0; i < cands.nelts; i++) {
+            live[n++] = &c[i];
+        }
+    }
+
+    kvr_select_defaults(&params, (uint32_t) ctx->model->block_size);
+
+    if (dscf && policy != NGX_HTTP_DYNAMO_POLICY_NONE) {
+        params.overlap_weight = (double) dscf->overlap_weight
+                                / NGX_HTTP_DYNAMO_FIXED_ONE;
+        params.temperature = (double) dscf->temperature
+                             / NGX_HTTP_DYNAMO_FIXED_ONE;
+        params.balance_rel = (double) dscf->balance_margin
+                             / NGX_HTTP_DYNAMO_FIXED_ONE;
+    }
+
+    for (i = 0; i < n; i++) {
+        kc[i].worker_id = i;
+        kc[i].overlap_blocks = live[i]->overlap;
+        kc[i].active_blocks = live[i]->active_blocks;
+        kc[i].queued_prefill_tokens = live[i]->queued_prefill;
+
+        live[i]->cost = kvr_select_cost(&params, &kc[i], ctx->n_prompt_ids);
+    }
+
+    if (policy == NGX_HTTP_DYNAMO_POLICY_ROUND_ROBIN) {
+        counters = ngx_http_dynamo_shm_counters(dmcf);
+        rr = counters ? &counters->rr : &ngx_http_dynamo_rr_local;
+
+        chosen = ngx_atomic_fetch_add(rr, 1) % n;
+
+    } else {
+        rnd = ((uint64_t) ngx_random() << 33)
+              ^ ((uint64_t) ngx_random() << 11) ^ (uint64_t) ngx_random();
+
+        if (kvr_select(&params, kc, n, ctx->n_prompt_ids, rnd, &choice)
+            != KVR_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "dynamo: invalid selection parameters");
+            return NGX_ERROR;
+        }
+
+        chosen = choice.index;
+        live[chosen]->cost = choice.cost;
+    }
+
+    /* the choice first, then the rest by cost: retries go down the list */
+
+    tmp = live[0];
+    live[0] = live[chosen];
+    live[chosen] = tmp;
+
+    if (n > 2) {
+        ngx_qsort(&live[1], n - 1, sizeof(ngx_http_dynamo_cand_t *),
+                  ngx_http_dynamo_cost_cmp);
+    }
+
+    pick = ngx_palloc(r->pool, n * sizeof(ngx_http_dynamo_pick_t));
+    if (pick == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < n; k++) {
+        pick[k].name = live[k]->name;
+        pick[k].sockaddr = live[k]->sockaddr;
+        pick[k].socklen = live[k]->socklen;
+        pick[k].worker_id = live[k]->worker_id;
+        pick[k].overlap_blocks = live[k]->overlap;
+        pick[k].cost = live[k]->cost;
+    }
+
+    ctx->picks = pick;
+    ctx->npicks = n;
+    ctx->pick = 0;
+
+    counters = ngx_http_dynamo_shm_counters(dmcf);
+
+    if (counters) {
+        (void) ngx_atomic_fetch_add(&counters->requests, 1);
+        (void) ngx_atomic_fetch_add(&counters->prompt_blocks, ctx->n_blocks);
+
+        if (pick[0].overlap_blocks) {
+            (void) ngx_atomic_fetch_add(&counters->kv_hits, 1);
+            (void) ngx_atomic_fetch_add(&counters->overlap_blocks,
+                                        pick[0].overlap_blocks);
+        }
+    }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynamo route: %V overlap %ui/%uz of %ui candidates, "
+                   "cost %.3f",
+                   &pick[0].name, pick[0].overlap_blocks, ctx->n_blocks, n,
+                   pick[0].cost);
+
+    return NGX_OK;
+
+none:
+
+    counters = ngx_http_dynamo_shm_counters(dmcf);
+
+    if (counters) {
+        (void) ngx_atomic_fetch_add(&counters->no_worker, 1);
+    }
+
     return NGX_DECLINED;
+}
+
+
+ngx_uint_t
+ngx_http_dynamo_route_usable(ngx_http_request_t *r)
+{
+    ngx_uint_t                     i, n;
+    ngx_array_t                    cands;
+    ngx_http_dynamo_cand_t        *c;
+    ngx_http_dynamo_model_t       *m;
+    ngx_http_dynamo_main_conf_t   *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
+
+    if (ngx_array_init(&cands, r->pool, 8, sizeof(ngx_http_dynamo_cand_t))
+        != NGX_OK)
+    {
+        return 0;
+    }
+
+    m = dmcf->models.elts;
+
+    if (dmcf->models.nelts == 0) {
+        if (ngx_http_dynamo_candidates(r, NULL, &cands) != NGX_OK) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < dmcf->models.nelts; i++) {
+        if (ngx_http_dynamo_candidates(r, &m[i], &cands) != NGX_OK) {
+            return 0;
+        }
+    }
+
+    ngx_http_dynamo_cand_load(dmcf, &cands);
+
+    c = cands.elts;
+    n = 0;
+
+    for (i = 0; i < cands.nelts; i++) {
+        if (!c[i].failed) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+/* the server lines and the model's registered workers, by "host:port" */
+
+static ngx_int_t
+ngx_http_dynamo_candidates(ngx_http_request_t *r,
+    ngx_http_dynamo_model_t *model, ngx_array_t *cands)
+{
+    size_t                          nw, i;
+    ngx_str_t                       name;
+    ngx_uint_t                      j, k, role;
+    ngx_addr_t                      addr;
+    kvr_index_t                    *idx;
+    kvr_worker_info_t              *w;
+    ngx_http_dynamo_cand_t         *c;
+    ngx_http_dynamo_server_t       *s;
+    ngx_http_upstream_server_t     *us;
+    ngx_http_dynamo_srv_conf_t     *dscf;
+    ngx_http_dynamo_loc_conf_t     *dlcf;
+    ngx_http_upstream_srv_conf_t   *uscf;
+    ngx_http_dynamo_main_conf_t    *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
+
+    uscf = dlcf->upstream;
+    if (uscf == NULL) {
+        return NGX_OK;
+    }
+
+    dscf = ngx_http_dynamo_upstream_conf(uscf);
+
+    if (dscf && dscf->servers.nelts) {
+        s = dscf->servers.elts;
+
+        for (j = 0; j < dscf->servers.nelts; j++) {
+            c = ngx_http_dynamo_cand_add(cands, s[j].name.data, s[j].name.len);
+            if (c == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (c->sockaddr == NULL) {
+                c->sockaddr = s[j].sockaddr;
+                c->socklen = s[j].socklen;
+            }
+        }
+
+    } else if (uscf->servers) {
+        us = uscf->servers->elts;
+
+        for (j = 0; j < uscf->servers->nelts; j++) {
+            if (us[j].down || us[j].backup) {
+                continue;
+            }
+
+            for (k = 0; k < us[j].naddrs; k++) {
+                c = ngx_http_dynamo_cand_add(cands, us[j].addrs[k].name.data,
+                                             us[j].addrs[k].name.len);
+                if (c == NULL) {
+                    return NGX_ERROR;
+                }
+
+                if (c->sockaddr == NULL) {
+                    c->sockaddr = us[j].addrs[k].sockaddr;
+                    c->socklen = us[j].addrs[k].socklen;
+                }
+            }
+        }
+    }
+
+    if (model == NULL) {
+        return NGX_OK;
+    }
+
+    idx = ngx_http_dynamo_shm_index(dmcf, model->index);
+    if (idx == NULL) {
+        return NGX_OK;
+    }
+
+    role = dscf ? dscf->role : NGX_HTTP_DYNAMO_ROLE_AGGREGATED;
+
+    nw = kvr_index_workers(idx, ngx_http_dynamo_workers,
+                           KVR_INDEX_MAX_WORKERS);
+
+    for (i = 0; i < nw; i++) {
+        w = &ngx_http_dynamo_workers[i];
+
+        if (!ngx_http_dynamo_role_fits(role, w->role)) {
+            continue;
+        }
+
+        w->addr[KVR_ADDR_MAX - 1] = '\0';
+        name.len = ngx_strlen(w->addr);
+
+        if (name.len == 0) {
+            continue;
+        }
+
+        c = ngx_http_dynamo_cand_add(cands, (u_char *) w->addr, name.len);
+        if (c == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (c->sockaddr == NULL) {
+
+            /* a registered address: numeric host:port, never resolved */
+
+            if (ngx_parse_addr_port(r->pool, &addr, (u_char *) w->addr,
+                                    name.len)
+                != NGX_OK)
+            {
+                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                               "dynamo: worker address \"%s\" skipped",
+                               w->addr);
+                cands->nelts--;
+                continue;
+            }
+
+            name.data = ngx_pnalloc(r->pool, name.len);
+            if (name.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(name.data, w->addr, name.len);
+
+            c->name = name;
+            c->sockaddr = addr.sockaddr;
+            c->socklen = addr.socklen;
+        }
+
+        c->worker_id = w->worker_id;
+        c->active_blocks = w->load.active_blocks;
+        c->queued_prefill = w->load.queued_prefill_tokens;
+    }
+
+    return NGX_OK;
+}
+
+
+/* finds the candidate of that name or appends a zeroed one named so */
+
+static ngx_http_dynamo_cand_t *
+ngx_http_dynamo_cand_add(ngx_array_t *cands, u_char *name, size_t len)
+{
+    ngx_uint_t               i;
+    ngx_http_dynamo_cand_t  *c;
+
+    c = cands->elts;
+
+    for (i = 0; i < cands->nelts; i++) {
+        if (c[i].name.len == len
+            && ngx_strncmp(c[i].name.data, name, len) == 0)
+        {
+            return &c[i];
+        }
+    }
+
+    c = ngx_array_push(cands);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(c, sizeof(ngx_http_dynamo_cand_t));
+
+    c->name.data = name;
+    c->name.len = len;
+
+    return c;
+}
+
+
+static ngx_int_t
+ngx_http_dynamo_role_fits(ngx_uint_t role, kvr_role_t w)
+{
+    switch (role) {
+
+    case NGX_HTTP_DYNAMO_ROLE_DECODE:
+        return w == KVR_ROLE_DECODE || w == KVR_ROLE_BOTH;
+
+    case NGX_HTTP_DYNAMO_ROLE_PREFILL:
+        return w == KVR_ROLE_PREFILL || w == KVR_ROLE_BOTH;
+
+    default:
+        return w == KVR_ROLE_BOTH;
+    }
+}
+
+
+/* adds this gateway's in-flight load and the failure marks */
+
+static void
+ngx_http_dynamo_cand_load(ngx_http_dynamo_main_conf_t *dmcf,
+    ngx_array_t *cands)
+{
+    ngx_uint_t               i;
+    ngx_msec_int_t           left;
+    ngx_http_dynamo_cand_t  *c;
+    ngx_http_dynamo_load_t  *load;
+
+    c = cands->elts;
+
+    for (i = 0; i < cands->nelts; i++) {
+        load = ngx_http_dynamo_shm_load(dmcf, c[i].name.data, c[i].name.len);
+        if (load == NULL) {
+            continue;
+        }
+
+        c[i].active_blocks += load->blocks;
+        c[i].queued_prefill += load->prefill;
+
+        if (load->failed_until) {
+            left = (ngx_msec_int_t) (load->failed_until - ngx_current_msec);
+            c[i].failed = (left > 0);
+        }
+    }
+}
+
+
+static int
+ngx_http_dynamo_cost_cmp(const void *a, const void *b)
+{
+    ngx_http_dynamo_cand_t  *ca, *cb;
+
+    ca = *(ngx_http_dynamo_cand_t **) a;
+    cb = *(ngx_http_dynamo_cand_t **) b;
+
+    if (ca->cost < cb->cost) {
+        return -1;
+    }
+
+    if (ca->cost > cb->cost) {
+        return 1;
+    }
+
+    return 0;
 }

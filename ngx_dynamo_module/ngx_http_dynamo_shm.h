@@ -50,6 +50,7 @@ typedef struct {
     ngx_atomic_t                    no_worker;       /* 503s */
     ngx_atomic_t                    worker_failures; /* 502s, error events */
     ngx_atomic_t                    cancelled;       /* client went away */
+    ngx_atomic_t                    rr;              /* round_robin turn */
 } ngx_http_dynamo_counters_t;
 
 

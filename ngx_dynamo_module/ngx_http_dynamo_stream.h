@@ -8,7 +8,23 @@
  *
  * Detokenizes incrementally (kvr_detok) and applies stop strings here, so
  * no part of a stop string ever reaches the client: text that could still
- * become a stop string is held back until it cannot.
+ * become a stop string is held back until it cannot. The text ends before
+ * the first stop string to be completed (the one ending earliest; of
+ * those, the longest), wherever token boundaries fall; empty stop strings
+ * are ignored. Frames are parsed by ngx_http_dynamo_frame.c; a malformed
+ * one (bad JSON or shape, an id beyond the vocabulary, lp or top counts
+ * that do not match t, lp missing when logprobs were asked for) fails the
+ * response with "worker sent a malformed frame".
+ *
+ * Logprobs: one entry per token consumed, sent with the next chunk that
+ * carries text (or the last one). A token's text is what it adds after
+ * the token before it (so sentencepiece's leading space shows); special
+ * tokens read as their content; a byte-fallback piece <0xNN> with NN >=
+ * 0x80 (or NN = 0) reads "bytes:\xNN" with "bytes" [NN] (OpenAI's
+ * convention for a token that is not UTF-8 alone). Completions: top_logprobs maps the
+ * sampled token first, then up to N alternatives, repeated keys dropped;
+ * text_offset counts characters of generated text before the token.
+ * Logprobs print with %.9g, never below -9999, always as reals.
  *
  * Pure: kvrouter and jansson only, no nginx types (unit tests, fuzzer).
  */
@@ -34,8 +50,11 @@
 typedef struct {
     const ngx_http_dynamo_oai_req_t  *req;      /* kind, stream, stop, ... */
     const kvr_tokenizer_t            *tok;
-    const uint32_t                   *prompt_ids;   /* detokenizer context */
-    size_t                            n_prompt_ids;
+    const uint32_t                   *prompt_ids;   /* detokenizer context;
+                                                       the whole prompt */
+    size_t                            n_prompt_ids; /* also the usage's
+                                                       prompt_tokens until
+                                                       the finish frame */
     const char                       *id;       /* "chatcmpl-..." */
     const char                       *model;    /* as the client named it */
     int64_t                           created;  /* Unix seconds */
@@ -53,7 +72,9 @@ void ngx_http_dynamo_stream_destroy(ngx_http_dynamo_stream_t *s);
 
 /*
  * Bytes that start a streaming response (the first chunk, carrying the
- * role for chat; "" for completions). Call once, before the first line.
+ * role for chat; "" for completions and non-streaming requests). Call
+ * once, before the first line (the first line calls it otherwise).
+ * 0, or -1: no memory.
  */
 int ngx_http_dynamo_stream_begin(ngx_http_dynamo_stream_t *s,
     kvr_buf_t *out);
@@ -92,8 +113,10 @@ const char *ngx_http_dynamo_stream_finish_reason(
     const ngx_http_dynamo_stream_t *s);
 
 /*
- * Token counts so far: prompt and cached from the finish frame (0
- * before it), completion = tokens consumed (up to a stop string's end).
+ * Token counts so far: prompt and cached from the finish frame (before
+ * it, or when a stop string cut the stream: n_prompt_ids and 0),
+ * completion = tokens consumed (up to and including the token that
+ * completed a stop string).
  */
 void ngx_http_dynamo_stream_usage(const ngx_http_dynamo_stream_t *s,
     uint64_t *prompt, uint64_t *completion, uint64_t *cached);

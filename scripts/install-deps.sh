@@ -10,7 +10,8 @@ PKGS="build-essential pkg-config git ca-certificates
  libcmocka-dev clang libclang-rt-14-dev
  libtest-base-perl libtest-longstring-perl libtext-diff-perl
  liblist-moreutils-perl libwww-perl liburi-perl libipc-run-perl
- libhttp-message-perl curl gnuplot-nox"
+ libhttp-message-perl curl gnuplot-nox
+ wrk"
 
 missing=""
 for p in $PKGS; do

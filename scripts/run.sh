@@ -1,12 +1,14 @@
 #!/bin/sh
 # Runs ngx_dynamo on this machine: a throwaway redis-server, a dynamo-worker
-# on the embedded model and a private nginx with the module loaded,
-# configured from conf/nginx.conf.example.
+# on the embedded model (cpu engine, registered in that Redis) and a private
+# nginx with the module loaded serving the OpenAI API, configured from
+# conf/nginx.conf.example. Returns once nginx's /health says ready.
 #   scripts/run.sh start BUILD_DIR     (make run)
 #   scripts/run.sh stop BUILD_DIR      (make stop)
-# PORT: nginx's port on 127.0.0.1 (default 8080); REDIS_PORT: Redis's
-# (default: a free one); NGINX: the nginx binary (default: nginx in PATH,
-# else /usr/sbin/nginx).  Everything lives under BUILD_DIR/run.
+# DYNAMO_PORT (or PORT): nginx's port on 127.0.0.1 (default 8080);
+# REDIS_PORT, WORKER_PORT: Redis's and the worker's (default: free ones);
+# NGINX: the nginx binary (default: nginx in PATH, else /usr/sbin/nginx).
+# Everything lives under BUILD_DIR/run.
 set -eu
 
 usage() {
@@ -107,7 +109,8 @@ start_workers() {
     worker=$build/bin/dynamo-worker
     [ -x "$worker" ] || die "$worker missing: build it first (make)"
     worker_port=${WORKER_PORT:-$(free_port)}
-    setsid "$worker" --model "$model" --host 127.0.0.1 --port "$worker_port" \
+    setsid "$worker" --engine cpu --model "$model" \
+        --host 127.0.0.1 --port "$worker_port" \
         --redis "127.0.0.1:$redis_port" \
         > "$run/logs/worker.log" 2>&1 &
     echo $! > "$run/worker.pid"
@@ -148,6 +151,7 @@ write_config() {
         -e "/^[[:space:]]*dynamo_model[[:space:]]/s|path=${w}|path=$model|" \
         -e "s|${d}dynamo_redis${a}${w}|\1 127.0.0.1:$redis_port|" \
         -e "s|${d}listen${a}.*;|\1 127.0.0.1:$port;|" \
+        -e "s|${d}server${a}127\.0\.0\.1:8000;|\1 127.0.0.1:$worker_port;|" \
         -e "/^http[[:space:]]*{/r $temp" \
         "$repo/conf/nginx.conf.example" > "$run/conf/nginx.conf"
 }
@@ -160,11 +164,15 @@ start_nginx() {
     "$nginx" -p "$run/" -c "$run/conf/nginx.conf" -e "$run/logs/error.log" \
         || die "nginx failed to start; see $run/logs/error.log"
 
+    # /health answers 200 once a worker is usable (503 before)
     i=0
     until curl -fsS -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null
     do
+        alive "$run/logs/nginx.pid" \
+            || die "nginx exited; see $run/logs/error.log"
         i=$((i + 1))
-        [ $i -lt 50 ] || die "nginx does not answer on port $port"
+        [ $i -lt 300 ] || die "nginx on port $port is not ready after 30 s:" \
+            "$(curl -sS "http://127.0.0.1:$port/health" 2>&1)"
         sleep 0.1
     done
 }
@@ -172,7 +180,7 @@ start_nginx() {
 start() {
     stop quiet
     mkdir -p "$run/conf" "$run/logs"
-    port=${PORT:-8080}
+    port=${DYNAMO_PORT:-${PORT:-8080}}
 
     trap 'stop quiet' EXIT
     start_redis
@@ -190,10 +198,15 @@ ngx_dynamo is running
   worker  http://127.0.0.1:$worker_port/   (dynamo-worker, cpu, stories260K)
   logs    $run/logs/
 try
-  curl -s http://127.0.0.1:$port/health
+  curl -s http://127.0.0.1:$port/v1/chat/completions \\
+      -H 'Content-Type: application/json' \\
+      -d '{"model":"stories260K","max_tokens":64,
+           "messages":[{"role":"user","content":"Once upon a time"}]}'
+  curl -sN http://127.0.0.1:$port/v1/completions \\
+      -H 'Content-Type: application/json' \\
+      -d '{"model":"stories260K","prompt":"Once upon a time","stream":true}'
+  curl -s http://127.0.0.1:$port/v1/models
   curl -s http://127.0.0.1:$port/metrics
-  curl -sN http://127.0.0.1:$worker_port/v1/generate \\
-      -d '{"token_ids":[1,403,407,261,378],"max_tokens":8}'
 stop with "make stop" (or $0 stop $build)
 EOF
 }

@@ -4,8 +4,32 @@
 
 use Test::Nginx::Socket;
 use Cwd qw(abs_path);
+use File::Copy qw(copy);
+use File::Temp qw(tempdir);
 
 $ENV{TEST_NGINX_MODEL_DIR} ||= abs_path('models/stories260K');
+
+# model directories with a part missing: no config.json (so no context
+# unless context= says it), no tokenizer.json, a broken config.json
+{
+    my $base = tempdir(CLEANUP => 1);
+    my $src = $ENV{TEST_NGINX_MODEL_DIR};
+
+    mkdir "$base/$_" or die for qw(noconfig notokenizer badconfig);
+
+    for my $f ("tokenizer.json", "tokenizer_config.json") {
+        copy("$src/$f", "$base/noconfig/$f") or die;
+        copy("$src/$f", "$base/badconfig/$f") or die;
+    }
+
+    copy("$src/config.json", "$base/notokenizer/config.json") or die;
+
+    open my $fh, '>', "$base/badconfig/config.json" or die;
+    print $fh "{\"max_position_embeddings\": \"many\"}\n";
+    close $fh;
+
+    $ENV{TEST_NGINX_BAD_MODELS} = $base;
+}
 
 repeat_each(1);
 
@@ -50,7 +74,7 @@ __DATA__
 --- request
 GET /health
 --- response_body chomp
-{"status":"ok"}
+{"status":"ok","workers":1}
 --- no_error_log
 [emerg]
 
@@ -65,7 +89,8 @@ GET /health
     dynamo_model name=org/second-model:v1 path=$TEST_NGINX_MODEL_DIR;
     dynamo_redis 127.0.0.1:6379 password=secret db=2 connect_timeout=250ms
                  timeout=2s;
-    dynamo_zone dynamo 1m;
+    dynamo_zone dynamo 4m;
+    dynamo_thread_pool default min=64k;
 
     upstream decode {
         dynamo_upstream kv overlap_weight=1.5 temperature=0.25
@@ -100,8 +125,8 @@ GET /health
     }
 --- request
 GET /health
---- response_body chomp
-{"status":"ok"}
+--- response_body_like chomp
+^\{"status":"ok","workers":\d+\}$
 --- no_error_log
 [emerg]
 
@@ -374,3 +399,99 @@ no port in upstream "nowhere"
 --- must_die
 --- error_log
 invalid number of arguments in "dynamo_metrics" directive
+
+
+
+=== TEST 30: dynamo_model: a directory without tokenizer.json
+--- http_config
+    dynamo_model name=m path=$TEST_NGINX_BAD_MODELS/notokenizer;
+--- must_die
+--- error_log eval
+qr/cannot load the tokenizer of model "m" from "[^"]+notokenizer" in "dynamo_model"/
+
+
+
+=== TEST 31: dynamo_model: no context= and no config.json
+--- http_config
+    dynamo_model name=m path=$TEST_NGINX_BAD_MODELS/noconfig;
+--- must_die
+--- error_log eval
+qr/model "m" in "dynamo_model" has no context= and "[^"]+noconfig\/config\.json" cannot be read/
+
+
+
+=== TEST 32: dynamo_model: max_position_embeddings not a number
+--- http_config
+    dynamo_model name=m path=$TEST_NGINX_BAD_MODELS/badconfig;
+--- must_die
+--- error_log eval
+qr/"[^"]+badconfig\/config\.json" has no max_position_embeddings/
+
+
+
+=== TEST 33: dynamo_model: context= stands in for config.json
+--- http_config
+    dynamo_model name=m path=$TEST_NGINX_BAD_MODELS/noconfig context=256;
+
+    upstream workers {
+        server 127.0.0.1:1;
+    }
+--- config
+    location / {
+        dynamo_pass workers;
+    }
+--- request
+GET /v1/models
+--- response_body_like chomp
+"max_model_len":256
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 34: dynamo_thread_pool: bad min
+--- http_config
+    dynamo_thread_pool default min=lots;
+--- must_die
+--- error_log
+invalid min "lots" in "dynamo_thread_pool"
+
+
+
+=== TEST 35: dynamo_thread_pool: unknown parameter
+--- http_config
+    dynamo_thread_pool default max=1k;
+--- must_die
+--- error_log
+invalid parameter "max=1k" in "dynamo_thread_pool"
+
+
+
+=== TEST 36: dynamo_thread_pool: a pool nginx does not know
+--- http_config
+    dynamo_model name=m path=$TEST_NGINX_MODEL_DIR;
+    dynamo_thread_pool tokenizers;
+--- must_die
+--- error_log
+unknown thread pool "tokenizers"
+
+
+
+=== TEST 37: dynamo_thread_pool off
+--- http_config
+    dynamo_model name=m path=$TEST_NGINX_MODEL_DIR;
+    dynamo_thread_pool off;
+
+    upstream workers {
+        server 127.0.0.1:1;
+    }
+--- config
+    location / {
+        dynamo_pass workers;
+    }
+--- request
+GET /health
+--- response_body chomp
+{"status":"ok","workers":1}
+--- no_error_log
+[emerg]

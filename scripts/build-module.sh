@@ -36,5 +36,7 @@ if [ ! -f "$out/nginx-obj/Makefile" ] || \
 fi
 make -s -f "$out/nginx-obj/Makefile" modules
 mkdir -p "$out/modules"
-cp "$out/nginx-obj/ngx_dynamo_module.so" "$out/modules/"
+# replace, never overwrite in place: a running nginx has the old file mapped
+cp "$out/nginx-obj/ngx_dynamo_module.so" "$out/modules/.ngx_dynamo_module.so.new"
+mv -f "$out/modules/.ngx_dynamo_module.so.new" "$out/modules/ngx_dynamo_module.so"
 echo "built $out/modules/ngx_dynamo_module.so"

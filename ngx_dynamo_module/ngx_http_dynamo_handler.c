@@ -224,10 +224,12 @@ ngx_http_dynamo_process(ngx_http_request_t *r)
     if (rc != 0) {
         err.message[sizeof(err.message) - 1] = '\0';
         err.param[sizeof(err.param) - 1] = '\0';
+        err.code[sizeof(err.code) - 1] = '\0';
 
         return ngx_http_dynamo_error(r, err.status ? err.status
                                                    : NGX_HTTP_BAD_REQUEST,
-                                     err.param[0] ? err.param : NULL, NULL,
+                                     err.param[0] ? err.param : NULL,
+                                     err.code[0] ? err.code : NULL,
                                      "%s", err.message);
     }
 

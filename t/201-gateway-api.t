@@ -140,7 +140,8 @@ subtest 'POST /v1/chat/completions: known greedy text' => sub {
 
 sub stream_ok {
     my ($path, $body, $name) = @_;
-    my ($st, $ev) = sse_collect($gw, $path, { %$body, stream => JSON::PP::true });
+    my ($st, $ev) = sse_collect($gw, $path,
+                                { %$body, stream => JSON::PP::true });
     is($st->{status}, 200, "$name: status 200");
     like($st->{headers}{'content-type'} // '', qr{^text/event-stream},
          "$name: text/event-stream");

@@ -35,7 +35,8 @@ like($greedy, qr/^, there was a little girl named Lily\./, 'reference text');
 my $w = start_worker(cpu_worker_args());
 my $gw = start_gateway(servers => ["127.0.0.1:$w->{port}"]);
 
-my $out = `'$node' t/js/openai-sdk.cjs http://127.0.0.1:$gw->{port}/v1 stories260K 2>&1`;
+my $base = "http://127.0.0.1:$gw->{port}/v1";
+my $out = `'$node' t/js/openai-sdk.cjs $base stories260K 2>&1`;
 is($?, 0, 'the SDK script ran without an exception') or diag $out;
 
 my %r;

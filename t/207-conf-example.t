@@ -50,7 +50,8 @@ print $f $conf;
 close $f;
 
 my $bin = nginx_bin();
-my $out = `'$bin' -t -p '$p/' -c '$p/conf/nginx.conf' -e '$p/logs/error.log' 2>&1`;
+my $cmd = "'$bin' -t -p '$p/' -c '$p/conf/nginx.conf' -e '$p/logs/error.log'";
+my $out = `$cmd 2>&1`;
 is($?, 0, 'nginx -t accepts the example') or diag $out;
 like($out, qr/test is successful/, 'test is successful');
 

@@ -4,7 +4,9 @@
 # error event then [DONE] and a terminated chunked body; 504 JSON), frames
 # larger than dynamo_buffer_size (they span reads and chunks: same text and
 # logprobs as with the default buffer), the worker's own 400 passed on as
-# OpenAI error JSON naming the prompt, keepalive connections reused.
+# OpenAI error JSON naming the prompt, keepalive connections reused, a
+# dead server among the picks (the next one serves), a client abort
+# counted at the gateway.
 
 use strict;
 use warnings;
@@ -14,6 +16,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use POSIX ();
 use Test::Dynamo::Gateway qw(:all);
+use Test::Dynamo::Port ();
 
 my $model = 'stories260K';
 
@@ -157,6 +160,44 @@ subtest 'keepalive: one connection to the worker for many requests' => sub {
         skip 'no ss', 1 if $?;
         is($n, 1, 'one established connection at the worker');
     }
+    stop_gateway($gw);
+    stop_worker($w);
+};
+
+subtest 'a dead server among the picks: the next one serves' => sub {
+    my $w = start_worker(cpu_worker_args());
+    my $dead = Test::Dynamo::Port::free_port();
+    my $gw = start_gateway(servers => ["127.0.0.1:$dead",
+                                       "127.0.0.1:$w->{port}"],
+                           policy => 'round_robin');
+    my $req = { model => $model, prompt => 'Once', max_tokens => 2 };
+    my @st = map { gw_post($gw, '/v1/completions', $req)->{status} } 1 .. 4;
+    is("@st", '200 200 200 200', 'every request served');
+    my $f = worker_metric($gw->{port}, 'dynamo_gateway_worker_failures_total'
+                                       . qq({worker="127.0.0.1:$dead"}));
+    ok(($f // 0) >= 1, 'the dead server was tried and counted failed');
+    like(error_log_text($gw), qr/failed, 1 left to try/,
+         'the request went on to the next pick');
+    stop_gateway($gw);
+    stop_worker($w);
+};
+
+subtest 'client closes mid-stream: counted at the gateway' => sub {
+    my $w = start_worker(mock_worker_args(speedup => 0.5));
+    my $gw = start_gateway(servers => ["127.0.0.1:$w->{port}"]);
+    my $s = sse_open($gw, '/v1/completions',
+                     { model => $model, prompt => 'Once upon a time',
+                       max_tokens => 400, stream => JSON::PP::true });
+    is($s->{status}, 200, 'stream started') or return;
+    ok(ref sse_next($s, 10), 'a first chunk');
+    sse_close($s);
+    ok(wait_until(sub {
+           (worker_metric($gw->{port}, 'dynamo_cancelled_total') // 0) == 1
+       }, 5), 'dynamo_cancelled_total 1');
+    ok(wait_until(sub {
+           (worker_metric($gw->{port}, 'dynamo_gateway_worker_in_flight'
+                          . qq({worker="127.0.0.1:$w->{port}"})) // -1) == 0
+       }, 5), 'nothing in flight at the gateway');
     stop_gateway($gw);
     stop_worker($w);
 };

@@ -7,7 +7,8 @@
 'use strict';
 
 const path = require('path');
-const OpenAI = require(path.resolve(__dirname, '../../.cache/npm/node_modules/openai'));
+const OpenAI = require(path.resolve(__dirname,
+                                    '../../.cache/npm/node_modules/openai'));
 
 async function main() {
     const [baseURL, model] = process.argv.slice(2);

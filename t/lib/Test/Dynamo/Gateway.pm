@@ -475,7 +475,10 @@ sub _dechunk {
     return ($out, 0);
 }
 
-sub gw_get { my ($gw, $path, %o) = @_; gw_request($gw, 'GET', $path, undef, %o) }
+sub gw_get {
+    my ($gw, $path, %o) = @_;
+    return gw_request($gw, 'GET', $path, undef, %o);
+}
 
 sub gw_post {
     my ($gw, $path, $body, %o) = @_;

@@ -166,7 +166,8 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 # Gateway overhead: the same mock workers behind stock proxy_pass and
 # behind dynamo_pass (wrk), and tokenize + hash + route on one core.
 .PHONY: bench-gateway
-bench-gateway: $(B)/bin/dynamo-route-bench $(B)/bin/dynamo-worker $(MODULE)
+bench-gateway: $(B)/bin/dynamo-route-bench $(B)/bin/dynamo-worker \
+               $(B)/bin/dynamo-kv $(MODULE)
 	@mkdir -p $(B)/bench
 	sh bench/gateway/run.sh $(B)
 

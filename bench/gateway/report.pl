@@ -55,6 +55,8 @@ sub combine {
     # what other processes took of nginx's cores meanwhile
     $c{others_on_nginx_cores_util} = $c{seconds}
         ? ($c{nginx_cores_busy_s} - $c{nginx_cpu_s}) / $c{seconds} : undef;
+    $c{nginx_core_rps} = $c{nginx_cpu_s}
+        ? $c{requests} / $c{nginx_cpu_s} : undef;
     $c{workers_redis_cpu_us_per_request} = $c{requests}
         ? $c{workers_redis_cpu_s} * 1e6 / $c{requests} : undef;
     return \%c;
@@ -171,15 +173,22 @@ for my $r (@rows) {
 print "\nCPU time per request, us (all rounds): nginx's workers; the mock "
     . "workers + Redis.\nutil: nginx's share of its cores; others: what "
     . "other processes took of them\n";
-$fmt = "%-7s %8s %8s %8s %7s %7s %7s %7s %7s %7s\n";
-printf $fmt, 'tokens', 'nginx A', 'nginx B', '+nginx', 'A util', 'B util',
-    'others', 'others', 'load A', 'load B';
+print "core req/s: requests/s one nginx core would sustain at that cost "
+    . "(1e6 / us per request)\n";
+$fmt = "%-7s %7s %7s %7s %8s %8s %6s %6s %6s %6s %6s %6s\n";
+printf $fmt, 'tokens', 'nginx A', 'nginx B', '+nginx', 'A core', 'B core',
+    'A util', 'B util', 'others', 'others', 'load A', 'load B';
+printf $fmt, '', 'us/req', 'us/req', 'us/req', 'req/s', 'req/s', '', '',
+    'A', 'B', 'us/req', 'us/req';
 for my $r (@rows) {
     my ($a, $b) = ($r->{proxy_pass} // {}, $r->{dynamo_pass} // {});
     printf $fmt, $r->{tokens},
         f($a->{nginx_cpu_us_per_request}, '%.0f'),
         f($b->{nginx_cpu_us_per_request}, '%.0f'),
         f($r->{added_cpu_us_per_request}, '%+.0f'),
+        (map { f($_->{nginx_cpu_us_per_request}
+                 ? 1e6 / $_->{nginx_cpu_us_per_request} : undef, '%.0f') }
+             $a, $b),
         f(defined $a->{nginx_cpu_util} ? 100 * $a->{nginx_cpu_util} : undef,
           '%.0f%%'),
         f(defined $b->{nginx_cpu_util} ? 100 * $b->{nginx_cpu_util} : undef,

@@ -43,7 +43,10 @@ NGX_WORKERS=${GW_BENCH_NGINX_WORKERS:-1}
 PROMPTS=${GW_BENCH_PROMPTS:-4}
 MODEL=${GW_BENCH_MODEL:-$repo/models/stories260K}
 MODEL_NAME=$(basename "$MODEL")
-CONTEXT=40960
+# context: the largest prompt, the completion and some slack
+CONTEXT=$(echo "$SIZES" | awk -v m="$MAXTOK" '{
+    for (i = 1; i <= NF; i++) if ($i > x) x = $i }
+    END { print (int((x * 1.05 + m) / 1024) + 2) * 1024 }')
 MODULE=$build/modules/ngx_dynamo_module.so
 DKV=$build/bin/dynamo-kv
 WORKER=${GW_BENCH_WORKER_BIN:-$build/bin/dynamo-worker}
@@ -115,6 +118,12 @@ $PIN_LOAD redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
     --appendonly no --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null \
     || die "redis-server failed; see $dir/redis.log"
+r_i=0
+until [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ]; do
+    r_i=$((r_i + 1))
+    [ $r_i -lt 100 ] || die "redis-server does not answer; see $dir/redis.log"
+    sleep 0.1
+done
 
 servers=""
 for i in $(seq 1 "$NWORKERS"); do

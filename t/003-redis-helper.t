@@ -49,8 +49,8 @@ __DATA__
     }
 --- request
 GET /health
---- response_body chomp
-{"status":"ok"}
+--- response_body_like chomp
+^\{"status":"ok","workers":1\}$
 
 
 
@@ -75,7 +75,7 @@ GET /health
 $TEST_NGINX_REDIS_PORT
 --- request eval
 ["GET /health", "GET /redis-port.txt"]
---- response_body eval
-['{"status":"ok"}', "$ENV{TEST_NGINX_REDIS_PORT}\n"]
+--- response_body_like eval
+['^\{"status":"ok","workers":1\}$', "^$ENV{TEST_NGINX_REDIS_PORT}\n\$"]
 --- no_error_log
 [error]

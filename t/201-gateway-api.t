@@ -340,6 +340,48 @@ for my $s (@stops) {
     };
 }
 
+subtest 'mutated request bodies: OpenAI errors or answers, no crash' => sub {
+    srand(20261122);
+    my @base = (
+        [ '/v1/chat/completions', '{"model":"stories260K","max_tokens":2,'
+          . '"messages":[{"role":"user","content":[{"type":"text",'
+          . '"text":"Hi"}]}],"stop":["a","b"],"stream":true,'
+          . '"stream_options":{"include_usage":true},"temperature":0.5}' ],
+        [ '/v1/completions', '{"model":"stories260K","prompt":[1,403,407],'
+          . '"max_tokens":2,"logprobs":2,"seed":7,"top_p":0.9}' ],
+    );
+    my @junk = ('{', '}', '[', ']', '"', '\\', ':', ',', "\0", "\xff",
+                '\u0000', '\ud800', '1e999', '-1', 'null', 'true', '0.5',
+                '99999999999999999999', '[' x 300, '{"a":' x 300);
+    my ($bad, $n) = (0, 0);
+    for my $i (1 .. 300) {
+        my ($path, $body) = @{ $base[$i % 2] };
+        for (1 .. 1 + int rand 3) {
+            my $at = int rand length $body;
+            my $op = int rand 3;
+            if ($op == 0) { substr($body, $at, 1 + int rand 4) = '' }
+            elsif ($op == 1) { substr($body, $at, 0) = $junk[rand @junk] }
+            else { $body = substr $body, 0, $at }
+        }
+        my $r = gw_post($gw, $path, $body, timeout => 20);
+        $n++;
+        my $st = $r->{status} // 0;
+        my $ok = $st == 200
+                 || ($st =~ /^4\d\d$/ && ref $r->{json} eq 'HASH'
+                     && ref $r->{json}{error} eq 'HASH'
+                     && defined $r->{json}{error}{message});
+        if (!$ok) {
+            $bad++;
+            diag "$path $body\n=> " . substr($r->{raw} // '', 0, 300)
+                if $bad <= 3;
+        }
+    }
+    is($bad, 0, "$n mutated bodies: 200 or a 4xx OpenAI error each");
+    unlike(error_log_text($gw), qr/exited on signal|\[alert\]/,
+           'no nginx worker crashed');
+    is(gw_get($gw, '/health')->{status}, 200, 'still healthy');
+};
+
 subtest 'worker idle after every request (stop cut cancels there)' => sub {
     ok(wait_worker_idle($w->{port}, 10), 'no request left in flight');
 };

@@ -165,6 +165,20 @@ rb_pct(double *v, size_t n, double p)
     return v[i];
 }
 
+static void
+rb_stat(double *v, size_t n, double *mean, double *p50, double *p99)
+{
+    size_t  i;
+    double  s = 0;
+
+    for (i = 0; i < n; i++) {
+        s += v[i];
+    }
+    *mean = s / (double) n;
+    *p50 = rb_pct(v, n, 0.50);
+    *p99 = rb_pct(v, n, 0.99);
+}
+
 /* Random token stream of n blocks hashed into seq (chained from parent). */
 static void
 rb_chain(uint32_t *tmp, size_t nblocks, uint32_t bs, uint32_t vocab,
@@ -402,19 +416,12 @@ rb_run(const rb_opts_t *o, kvr_index_t *idx, const kvr_tokenizer_t *tk,
     }
     r->reps = reps;
     r->tokens = sumtok / (double) reps;
-    {
-        double  *p50 = &r->p50.tok, *p99 = &r->p99.tok, *mean = &r->mean.tok;
-        double   s;
-
-        for (k = 0; k < 6; k++) {
-            for (s = 0, i = 0; i < reps; i++) {
-                s += v[k][i];
-            }
-            mean[k] = s / (double) reps;
-            p50[k] = rb_pct(v[k], reps, 0.50);
-            p99[k] = rb_pct(v[k], reps, 0.99);
-        }
-    }
+    rb_stat(v[0], reps, &r->mean.tok, &r->p50.tok, &r->p99.tok);
+    rb_stat(v[1], reps, &r->mean.hash, &r->p50.hash, &r->p99.hash);
+    rb_stat(v[2], reps, &r->mean.find, &r->p50.find, &r->p99.find);
+    rb_stat(v[3], reps, &r->mean.select, &r->p50.select, &r->p99.select);
+    rb_stat(v[4], reps, &r->mean.total, &r->p50.total, &r->p99.total);
+    rb_stat(v[5], reps, &r->mean.wall, &r->p50.wall, &r->p99.wall);
     rc = 0;
 done:
     kvr_ids_free(&ids);

@@ -597,6 +597,13 @@ sub sse_collect {
 
 sub sse_events { $_[0]->{events} }
 
+# a write to a socket the server closed (an early 413, a test that stops
+# nginx) must not kill the test; INT/TERM still stop what was started
+$SIG{PIPE} = 'IGNORE';
+for my $sig (qw(INT TERM HUP)) {
+    $SIG{$sig} = sub { exit 130 } if !$SIG{$sig} || $SIG{$sig} eq 'DEFAULT';
+}
+
 END {
     if ($$ == $Owner) {
         local $?;

@@ -180,6 +180,7 @@ sub generate {
 }
 
 END {
+    local $?;
     if ($$ == $Owner) {
         for my $w (@Live) {
             kill SIGKILL, $w->{pid} if $w->{pid};

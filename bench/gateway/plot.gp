@@ -3,16 +3,17 @@
 #   gnuplot -e "dat='plot.dat'; out='gateway.png'" plot.gp
 set terminal pngcairo size 1000,420 font ",10"
 set output out
-set multiplot layout 1,2 title "ngx\\_dynamo gateway overhead (mock workers)"
+set multiplot layout 1,2
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
 set grid ytics
+set key outside top center horizontal
 set yrange [0:*]
 set xlabel "prompt tokens"
 set ylabel "requests/s"
-set title "throughput"
+set title "ngx\\_dynamo gateway: throughput (mock workers)"
 plot dat using 2:xtic(1) title "proxy\\_pass (A)", \
      '' using 3 title "dynamo\\_pass (B)"
 set ylabel "ms"

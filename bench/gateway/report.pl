@@ -53,8 +53,12 @@ sub combine {
         ? $c{nginx_cpu_s} * 1e6 / $c{requests} : undef;
     $c{nginx_cpu_util} = $c{seconds} ? $c{nginx_cpu_s} / $c{seconds} : undef;
     # what other processes took of nginx's cores meanwhile
+    # (tick granularity can make it slightly negative: 0)
     $c{others_on_nginx_cores_util} = $c{seconds}
         ? ($c{nginx_cores_busy_s} - $c{nginx_cpu_s}) / $c{seconds} : undef;
+    $c{others_on_nginx_cores_util} = 0
+        if defined $c{others_on_nginx_cores_util}
+           && $c{others_on_nginx_cores_util} < 0;
     $c{nginx_core_rps} = $c{nginx_cpu_s}
         ? $c{requests} / $c{nginx_cpu_s} : undef;
     $c{workers_redis_cpu_us_per_request} = $c{requests}

@@ -6,7 +6,9 @@
  * Redis, stop the engines.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +100,7 @@ static int
 worker_listen(dw_worker_t *w, char *err, size_t errlen)
 {
     struct sockaddr_storage  ss;
+    int                      on;
     socklen_t                sl;
     evutil_socket_t          fd;
 
@@ -123,6 +126,16 @@ worker_listen(dw_worker_t *w, char *err, size_t errlen)
         return -1;
     }
     fd = evhttp_bound_socket_get_fd(w->bound);
+    /*
+     * A reply is several small writes (headers, frames, the last chunk):
+     * with Nagle, every request after the first on a kept-alive connection
+     * waits ~40 ms for the peer's delayed ACK. Accepted sockets inherit
+     * TCP_NODELAY from the listener on Linux.
+     */
+    on = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0) {
+        dw_log(DW_LOG_WARN, "TCP_NODELAY: %s", strerror(errno));
+    }
     sl = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {

@@ -90,14 +90,17 @@ ngx_http_dynamo_balancer_init_peer(ngx_http_request_t *r,
     ngx_http_dynamo_up_t  *st;
 
     u = r->upstream;
-    st = u->input_filter_ctx;
 
-    if (st == NULL || u->input_filter_init == NULL) {
+    /* proxy_pass to this upstream sets its own input_filter_ctx */
+
+    if (u->output.tag != (ngx_buf_tag_t) &ngx_dynamo_module) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "dynamo_upstream \"%V\" used outside dynamo_pass",
                       &us->host);
         return NGX_ERROR;
     }
+
+    st = u->input_filter_ctx;
 
     u->peer.get = ngx_http_dynamo_balancer_get_peer;
     u->peer.free = ngx_http_dynamo_balancer_free_peer;

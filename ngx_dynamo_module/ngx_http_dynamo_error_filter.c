@@ -287,11 +287,31 @@ ngx_http_dynamo_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 static ngx_int_t
 ngx_http_dynamo_error_page(ngx_http_request_t *r, ngx_str_t *body)
 {
+    u_char                       *p;
     ngx_uint_t                    status;
     ngx_str_t                     message;
+    ngx_http_core_loc_conf_t     *clcf;
     ngx_http_dynamo_error_msg_t  *m;
 
     status = r->headers_out.status;
+
+    if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        p = ngx_pnalloc(r->pool, sizeof("Request body too large (the limit "
+                                        "is  bytes)") - 1 + NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        message.data = p;
+        message.len = ngx_sprintf(p, "Request body too large (the limit is "
+                                  "%O bytes)", clcf->client_max_body_size)
+                      - p;
+
+        return ngx_http_dynamo_error_json(r->pool, body, status, &message,
+                                          NULL);
+    }
 
     for (m = ngx_http_dynamo_error_msgs; m->status; m++) {
         if (m->status == status) {

@@ -128,9 +128,8 @@ ngx_http_dynamo_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_dynamo_generate(ngx_http_request_t *r, ngx_uint_t endpoint)
 {
-    ngx_int_t                    rc;
-    ngx_http_dynamo_request_t   *dr;
-    ngx_http_dynamo_loc_conf_t  *dlcf;
+    ngx_int_t                   rc;
+    ngx_http_dynamo_request_t  *dr;
 
     if (r->method != NGX_HTTP_POST) {
         rc = ngx_http_discard_request_body(r);
@@ -140,25 +139,6 @@ ngx_http_dynamo_generate(ngx_http_request_t *r, ngx_uint_t endpoint)
         }
 
         return ngx_http_dynamo_not_allowed(r, &ngx_http_dynamo_allow_post);
-    }
-
-    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
-
-    if (dlcf->max_body_size
-        && r->headers_in.content_length_n > dlcf->max_body_size)
-    {
-        rc = ngx_http_discard_request_body(r);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_dynamo_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     NULL, NULL,
-                                     "Request body too large (%O bytes; "
-                                     "the limit is %O)",
-                                     r->headers_in.content_length_n,
-                                     dlcf->max_body_size);
     }
 
     dr = ngx_pcalloc(r->pool, sizeof(ngx_http_dynamo_request_t));
@@ -199,7 +179,6 @@ ngx_http_dynamo_process(ngx_http_request_t *r)
     ngx_http_dynamo_request_t    *dr;
     ngx_http_dynamo_oai_err_t     err;
     ngx_http_dynamo_oai_req_t    *req;
-    ngx_http_dynamo_loc_conf_t   *dlcf;
     ngx_http_dynamo_main_conf_t  *dmcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_dynamo_module);
@@ -208,15 +187,6 @@ ngx_http_dynamo_process(ngx_http_request_t *r)
 
     if (ngx_http_dynamo_body(r, &body, &len) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
-
-    if (dlcf->max_body_size && (off_t) len > dlcf->max_body_size) {
-        return ngx_http_dynamo_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     NULL, NULL,
-                                     "Request body too large (the limit is "
-                                     "%O bytes)", dlcf->max_body_size);
     }
 
     rc = ngx_http_dynamo_oai_parse(ctx->endpoint, (char *) body, len, req,

@@ -304,8 +304,6 @@ ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_dynamo_loc_conf_t  *prev = parent;
     ngx_http_dynamo_loc_conf_t  *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
-
     /*
      * dynamo_pass and dynamo_metrics install the content handler of their
      * own location only, so neither is inherited
@@ -337,18 +335,6 @@ ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                         |NGX_HTTP_UPSTREAM_FT_INVALID_HEADER
                                         |NGX_HTTP_UPSTREAM_FT_HTTP_503
                                         |NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT;
-
-    /*
-     * nginx answers a declared body over client_max_body_size with its own
-     * HTML page before any content handler runs; take the limit over so
-     * that the client gets an OpenAI error instead (the core module's
-     * locations are merged before ours)
-     */
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    conf->max_body_size = clcf->client_max_body_size;
-    clcf->client_max_body_size = 0;
 
     return NGX_CONF_OK;
 }

@@ -116,10 +116,6 @@ typedef struct {
     ngx_http_upstream_srv_conf_t   *upstream;
     ngx_flag_t                      metrics;
     ngx_http_upstream_conf_t        upstream_conf;  /* timeouts, buffer */
-    off_t                           max_body_size;  /* the location's
-                                                       client_max_body_size;
-                                                       enforced by us with
-                                                       an OpenAI error */
 } ngx_http_dynamo_loc_conf_t;
 
 

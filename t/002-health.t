@@ -290,7 +290,7 @@ POST /v1/completions
 "POST /v1/completions\n" . '{"model":"stories260K","prompt":"' . ("x" x 100) . '"}'
 --- error_code: 413
 --- response_body_like chomp
-^\{"error":\{"message":"Request body too large \(\d+ bytes; the limit is 64\)","type":"invalid_request_error","param":null,"code":null\}\}$
+^\{"error":\{"message":"Request body too large \(the limit is 64 bytes\)","type":"invalid_request_error","param":null,"code":null\}\}$
 
 
 
@@ -363,3 +363,21 @@ POST /v1/completions
 [400, 400]
 --- response_body_like eval
 ['your request has 602 input tokens', 'your request has 602 input tokens']
+
+
+
+=== TEST 24: proxy_pass to a dynamo_upstream is refused, not misread
+--- config
+    location / {
+        dynamo_pass workers;
+    }
+
+    location /p/ {
+        proxy_pass http://workers/;
+    }
+--- request
+GET /p/health
+--- error_code: 500
+--- response_body_like: 500 Internal Server Error
+--- error_log
+dynamo_upstream "workers" used outside dynamo_pass

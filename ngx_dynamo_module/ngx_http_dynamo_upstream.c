@@ -788,7 +788,10 @@ ngx_http_dynamo_input_filter_init(void *data)
             return NGX_ERROR;
         }
 
-        if (st->last_chunk || st->ctx->stream == NULL || st->failed) {
+        if (st->last_chunk || st->ctx->stream == NULL || st->failed
+            || st->cut)
+        {
+            /* a stop string's cut closes the worker connection now */
             u->length = 0;
 
         } else {

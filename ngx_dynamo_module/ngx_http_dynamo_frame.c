@@ -117,7 +117,7 @@ ngx_http_dynamo_hex4(const unsigned char *p, uint32_t *v)
 
 
 /* bytes of the UTF-8 character at p (strict, as jansson), 0 if invalid */
-static size_t
+size_t
 ngx_http_dynamo_utf8_len(const unsigned char *p, const unsigned char *end)
 {
     unsigned  c, lo, hi;

@@ -80,4 +80,12 @@ int ngx_http_dynamo_frame_parse(ngx_http_dynamo_frame_t *f, const char *line,
 void ngx_http_dynamo_frame_free(ngx_http_dynamo_frame_t *f);
 
 
+/*
+ * Bytes (2..4) of the well-formed multi-byte UTF-8 character at p, or 0
+ * when p..end does not start with one (ASCII included: callers handle it).
+ */
+size_t ngx_http_dynamo_utf8_len(const unsigned char *p,
+    const unsigned char *end);
+
+
 #endif /* _NGX_HTTP_DYNAMO_FRAME_H_INCLUDED_ */

@@ -99,8 +99,8 @@ static int
 ngx_http_dynamo_json_str(kvr_buf_t *b, const char *str, size_t len)
 {
     char                 *p;
-    size_t                i, n, run;
-    unsigned              c, lo, hi;
+    size_t                i, n;
+    unsigned              c;
     const unsigned char  *s;
 
     s = (const unsigned char *) str;
@@ -147,35 +147,9 @@ ngx_http_dynamo_json_str(kvr_buf_t *b, const char *str, size_t len)
             continue;
         }
 
-        lo = 0x80;
-        hi = 0xbf;
-        n = 0;
+        n = ngx_http_dynamo_utf8_len(s + i, s + len);
 
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 2;
-
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 3;
-            lo = (c == 0xe0) ? 0xa0 : 0x80;
-            hi = (c == 0xed) ? 0x9f : 0xbf;
-
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 4;
-            lo = (c == 0xf0) ? 0x90 : 0x80;
-            hi = (c == 0xf4) ? 0x8f : 0xbf;
-        }
-
-        run = 0;
-
-        if (n && i + n <= len && s[i + 1] >= lo && s[i + 1] <= hi) {
-            for (run = 2; run < n; run++) {
-                if (s[i + run] < 0x80 || s[i + run] > 0xbf) {
-                    break;
-                }
-            }
-        }
-
-        if (n == 0 || run != n) {
+        if (n == 0) {
             /* U+FFFD: 3 bytes for 1, within the reserve */
             *p++ = (char) 0xef;
             *p++ = (char) 0xbf;

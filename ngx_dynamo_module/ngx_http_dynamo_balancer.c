@@ -137,7 +137,8 @@ ngx_http_dynamo_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_dynamo_balancer_release(st);
 
     dmcf = ngx_http_get_module_main_conf(st->request, ngx_dynamo_module);
-    load = ngx_http_dynamo_shm_load(dmcf, pick->name.data, pick->name.len);
+    load = ngx_http_dynamo_shm_load_claim(dmcf, pick->name.data,
+                                          pick->name.len);
 
     if (load) {
         cached = pick->overlap_blocks
@@ -148,9 +149,8 @@ ngx_http_dynamo_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
         st->load_blocks = ctx->n_blocks;
         st->load_prefill = ctx->n_prompt_ids - cached;
 
-        (void) ngx_atomic_fetch_add(&load->in_flight, 1);
-        (void) ngx_atomic_fetch_add(&load->blocks, st->load_blocks);
-        (void) ngx_atomic_fetch_add(&load->prefill, st->load_prefill);
+        ngx_http_dynamo_shm_load_add(load, 1, st->load_blocks,
+                                     st->load_prefill);
         (void) ngx_atomic_fetch_add(&load->requests, 1);
     }
 
@@ -232,7 +232,8 @@ ngx_http_dynamo_balancer_release(ngx_http_dynamo_up_t *st)
     st->load = NULL;
     st->ctx->load = NULL;
 
-    (void) ngx_atomic_fetch_add(&load->in_flight, -1);
-    (void) ngx_atomic_fetch_add(&load->blocks, -st->load_blocks);
-    (void) ngx_atomic_fetch_add(&load->prefill, -st->load_prefill);
+    ngx_http_dynamo_shm_load_add(load, -1, -st->load_blocks,
+                                 -st->load_prefill);
+
+    load->used = ngx_time();
 }

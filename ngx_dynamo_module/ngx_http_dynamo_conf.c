@@ -362,6 +362,7 @@ ngx_http_dynamo_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_dynamo_main_conf_t *dmcf = conf;
 
     ssize_t          size;
+    ngx_int_t        n;
     ngx_str_t       *value;
     ngx_shm_zone_t  *shm_zone;
 
@@ -386,6 +387,23 @@ ngx_http_dynamo_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "zone \"%V\" is too small in \"%V\"",
                            &value[1], &cmd->name);
         return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "workers=", 8) != 0) {
+            return ngx_http_dynamo_invalid(cf, cmd, "parameter", &value[3]);
+        }
+
+        n = ngx_atoi(value[3].data + 8, value[3].len - 8);
+
+        if (n == NGX_ERROR || n < 1 || n > KVR_INDEX_MAX_WORKERS) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" in \"%V\": 1..%d",
+                               &value[3], &cmd->name, KVR_INDEX_MAX_WORKERS);
+            return NGX_CONF_ERROR;
+        }
+
+        dmcf->zone_workers = n;
     }
 
     shm_zone = ngx_shared_memory_add(cf, &value[1], size, &ngx_dynamo_module);

@@ -283,7 +283,8 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
                          lm->name, lm->help, lm->name, lm->type);
 
         for (i = 0; i < names.nelts; i++) {
-            load = ngx_http_dynamo_shm_load(dmcf, name[i].data, name[i].len);
+            load = ngx_http_dynamo_shm_load_find(dmcf, name[i].data,
+                                                 name[i].len);
             if (load == NULL) {
                 continue;
             }

@@ -10,6 +10,7 @@
 #include "ngx_http_dynamo_module.h"
 
 #include "kvr_err.h"
+#include "kvr_redis.h"
 
 
 #define NGX_HTTP_DYNAMO_ERR_LEN  512
@@ -51,6 +52,19 @@ ngx_http_dynamo_models_init(ngx_conf_t *cf, ngx_http_dynamo_main_conf_t *dmcf)
         m[i].created = ngx_time();
 
         if (ngx_http_dynamo_model_load(cf, &m[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* the workers publish under the model's name: check it now */
+
+        if (dmcf->redis && kvr_redis_ns_valid(m[i].ns) != KVR_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "model name \"%V\" in \"dynamo_model\" is "
+                               "not a valid Redis namespace for "
+                               "\"dynamo_redis\": it takes 1 to %d "
+                               "printable ASCII characters, none of space, "
+                               "\":\", \"{\" or \"}\"",
+                               &m[i].name, KVR_REDIS_NS_MAX);
             return NGX_ERROR;
         }
     }

@@ -9,6 +9,9 @@
 
 #define NGX_HTTP_DYNAMO_THREAD_MIN  (32 * 1024)
 
+/* a worker's response header, with room to spare */
+#define NGX_HTTP_DYNAMO_BUFFER_MIN  256
+
 
 static ngx_int_t ngx_http_dynamo_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_dynamo_postconfiguration(ngx_conf_t *cf);
@@ -20,6 +23,16 @@ static void *ngx_http_dynamo_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_dynamo_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_dynamo_timeout_check(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_dynamo_buffer_size_check(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_conf_post_handler_pt  ngx_http_dynamo_timeout_p =
+    ngx_http_dynamo_timeout_check;
+static ngx_conf_post_handler_pt  ngx_http_dynamo_buffer_size_p =
+    ngx_http_dynamo_buffer_size_check;
 
 
 static ngx_command_t  ngx_http_dynamo_commands[] = {
@@ -39,7 +52,7 @@ static ngx_command_t  ngx_http_dynamo_commands[] = {
       NULL },
 
     { ngx_string("dynamo_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_dynamo_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -78,28 +91,28 @@ static ngx_command_t  ngx_http_dynamo_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.connect_timeout),
-      NULL },
+      &ngx_http_dynamo_timeout_p },
 
     { ngx_string("dynamo_send_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.send_timeout),
-      NULL },
+      &ngx_http_dynamo_timeout_p },
 
     { ngx_string("dynamo_read_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.read_timeout),
-      NULL },
+      &ngx_http_dynamo_timeout_p },
 
     { ngx_string("dynamo_buffer_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_dynamo_loc_conf_t, upstream_conf.buffer_size),
-      NULL },
+      &ngx_http_dynamo_buffer_size_p },
 
     { ngx_string("dynamo_next_upstream_tries"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -335,6 +348,36 @@ ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                         |NGX_HTTP_UPSTREAM_FT_INVALID_HEADER
                                         |NGX_HTTP_UPSTREAM_FT_HTTP_503
                                         |NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dynamo_timeout_check(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *msp = data;
+
+    if (*msp == 0) {
+        return "must be greater than 0";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dynamo_buffer_size_check(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < NGX_HTTP_DYNAMO_BUFFER_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dynamo_buffer_size\" must be at least %d "
+                           "bytes, to hold a worker's response header",
+                           NGX_HTTP_DYNAMO_BUFFER_MIN);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -81,6 +81,8 @@ typedef struct {
     ngx_array_t                     models;   /* ngx_http_dynamo_model_t */
     ngx_http_dynamo_redis_conf_t   *redis;
     ngx_shm_zone_t                 *shm_zone;
+    ngx_uint_t                      zone_workers;  /* dynamo_zone workers=,
+                                                      0: default */
     ngx_array_t                     upstreams;  /* ngx_http_dynamo_srv_conf_t * */
 #if (NGX_THREADS)
     ngx_thread_pool_t              *thread_pool;

@@ -22,6 +22,9 @@
 #define NGX_HTTP_DYNAMO_LEASE_TICK      500
 #define NGX_HTTP_DYNAMO_BACKOFF_MIN     100
 #define NGX_HTTP_DYNAMO_BACKOFF_MAX     2000
+#define NGX_HTTP_DYNAMO_RETRY_MIN       1000     /* ms between full resyncs
+                                                    that keep failing */
+#define NGX_HTTP_DYNAMO_RETRY_MAX       30000
 
 
 typedef enum {
@@ -56,6 +59,10 @@ typedef struct {
 
     ngx_event_t                     wake;       /* kvr_sync wake, backoff */
     ngx_msec_t                      backoff;
+    ngx_msec_t                      retry;      /* delay after a sync
+                                                   error that follows
+                                                   another */
+    ngx_msec_t                      failed;     /* the last sync error */
     ngx_log_t                       quiet;      /* for nginx's own connect
                                                    and recv errors */
     unsigned                        down:1;     /* outage logged */
@@ -128,6 +135,10 @@ ngx_http_dynamo_redis_init_process(ngx_cycle_t *cycle)
     }
 
     dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_dynamo_module);
+
+    /* not the sync, but once per process too: the load rows */
+
+    ngx_http_dynamo_shm_init_process(dmcf);
 
     if (dmcf == NULL
         || dmcf->redis == NULL
@@ -227,7 +238,13 @@ void
 ngx_http_dynamo_redis_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                     i;
+    ngx_http_dynamo_main_conf_t   *dmcf;
     ngx_http_dynamo_redis_main_t  *rm;
+
+    if (cycle->conf_ctx && cycle->conf_ctx[ngx_http_module.index]) {
+        dmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_dynamo_module);
+        ngx_http_dynamo_shm_exit_process(dmcf);
+    }
 
     rm = ngx_http_dynamo_redis_main;
 
@@ -269,6 +286,8 @@ ngx_http_dynamo_redis_tick(ngx_event_t *ev)
 
         return;
     }
+
+    ngx_http_dynamo_shm_reap(rm->dmcf);
 
     for (i = 0; i < rm->nmodels; i++) {
         rs = &rm->models[i];
@@ -592,8 +611,9 @@ ngx_http_dynamo_redis_handshake(ngx_http_dynamo_redis_t *rs)
         }
     }
 
+    /* connected reads 1 once a sync command has succeeded */
+
     rs->state = NGX_HTTP_DYNAMO_REDIS_READY;
-    rs->status->connected = 1;
     rs->backoff = NGX_HTTP_DYNAMO_BACKOFF_MIN;
 
     if (rs->down) {
@@ -860,21 +880,48 @@ ngx_http_dynamo_redis_reply(ngx_http_dynamo_redis_t *rs, redisReply *reply)
         rc = kvr_sync_on_reply(rs->sync, reply);
         freeReplyObject(reply);
 
+        ngx_http_dynamo_redis_publish(rs);
+
+        /*
+         * sync errors (the index refusing a snapshot) are logged once per
+         * run of errors less than RETRY_MAX apart; the resyncs after them
+         * back off
+         */
+
         if (rc != KVR_OK) {
-            if (!rs->failing) {
+            if (!rs->failing
+                || ngx_current_msec - rs->failed > NGX_HTTP_DYNAMO_RETRY_MAX)
+            {
                 ngx_log_error(NGX_LOG_WARN, ngx_http_dynamo_redis_main->log,
                               0, "dynamo_redis: model \"%V\": %s, resyncing",
                               &rs->name, kvr_sync_last_error(rs->sync));
                 rs->failing = 1;
+                rs->retry = 0;
+
+            } else {
+                rs->retry = rs->retry
+                            ? ngx_min(rs->retry * 2,
+                                      NGX_HTTP_DYNAMO_RETRY_MAX)
+                            : NGX_HTTP_DYNAMO_RETRY_MIN;
             }
 
+            rs->failed = ngx_current_msec;
+
         } else {
-            rs->failing = 0;
+            rs->status->connected = 1;
         }
 
-        ngx_http_dynamo_redis_publish(rs);
-
         rs->state = NGX_HTTP_DYNAMO_REDIS_READY;
+
+        if (rc != KVR_OK && rs->retry) {
+            if (rs->wake.timer_set) {
+                ngx_del_timer(&rs->wake);
+            }
+
+            ngx_add_timer(&rs->wake, rs->retry);
+            return;
+        }
+
         ngx_http_dynamo_redis_drive(rs);
         return;
 

@@ -24,14 +24,35 @@ typedef struct {
     uint64_t                        queued_prefill;
     double                          cost;
     unsigned                        failed:1;
+    unsigned                        server:1;      /* a server line */
+    unsigned                        fits:1;        /* registered, role fits */
+    unsigned                        dropped:1;     /* registered, role not */
+    unsigned                        no_overlap:1;  /* other block size */
 } ngx_http_dynamo_cand_t;
+
+
+typedef struct {
+    uint64_t                        worker_id;
+    ngx_uint_t                      what;
+} ngx_http_dynamo_warned_t;
+
+
+#define NGX_HTTP_DYNAMO_WARN_BLOCK_SIZE  1
+#define NGX_HTTP_DYNAMO_WARN_ADDR        2
+#define NGX_HTTP_DYNAMO_WARN_ROLE        4
+
+#define NGX_HTTP_DYNAMO_WARNED_MAX       64
 
 
 static ngx_int_t ngx_http_dynamo_candidates(ngx_http_request_t *r,
     ngx_http_dynamo_model_t *model, ngx_array_t *cands);
 static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_add(ngx_array_t *cands,
     u_char *name, size_t len);
+static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_find(ngx_array_t *cands,
+    u_char *name, size_t len);
 static ngx_int_t ngx_http_dynamo_role_fits(ngx_uint_t role, kvr_role_t w);
+static ngx_int_t ngx_http_dynamo_warn_once(uint64_t worker_id,
+    ngx_uint_t what);
 static void ngx_http_dynamo_cand_load(ngx_http_dynamo_main_conf_t *dmcf,
     ngx_array_t *cands);
 static int ngx_http_dynamo_cost_cmp(const void *a, const void *b);
@@ -50,6 +71,11 @@ static kvr_worker_info_t  ngx_http_dynamo_workers[KVR_INDEX_MAX_WORKERS];
 static kvr_match_t        ngx_http_dynamo_matches[KVR_INDEX_MAX_WORKERS];
 
 static ngx_atomic_t       ngx_http_dynamo_rr_local;
+
+/* registered workers that do not fit, warned about once per process */
+static ngx_http_dynamo_warned_t
+                          ngx_http_dynamo_warned[NGX_HTTP_DYNAMO_WARNED_MAX];
+static ngx_uint_t         ngx_http_dynamo_nwarned;
 
 
 ngx_int_t
@@ -87,6 +113,17 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
         return rc;
     }
 
+    c = cands.elts;
+    n = 0;
+
+    for (i = 0; i < cands.nelts; i++) {
+        if (!c[i].dropped) {
+            c[n++] = c[i];
+        }
+    }
+
+    cands.nelts = n;
+
     if (cands.nelts == 0) {
         goto none;
     }
@@ -94,7 +131,6 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
     ngx_http_dynamo_cand_load(dmcf, &cands);
 
     policy = dscf ? dscf->policy : NGX_HTTP_DYNAMO_POLICY_NONE;
-    c = cands.elts;
 
     /* overlap from the index */
 
@@ -111,7 +147,11 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
         for (i = 0; i < nm; i++) {
             for (j = 0; j < cands.nelts; j++) {
                 if (c[j].worker_id == ngx_http_dynamo_matches[i].worker_id) {
-                    c[j].overlap = ngx_http_dynamo_matches[i].overlap_blocks;
+                    if (!c[j].no_overlap) {
+                        c[j].overlap =
+                                  ngx_http_dynamo_matches[i].overlap_blocks;
+                    }
+
                     break;
                 }
             }
@@ -281,7 +321,7 @@ ngx_http_dynamo_route_usable(ngx_http_request_t *r)
     n = 0;
 
     for (i = 0; i < cands.nelts; i++) {
-        if (!c[i].failed) {
+        if (!c[i].failed && !c[i].dropped) {
             n++;
         }
     }
@@ -329,6 +369,8 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
                 return NGX_ERROR;
             }
 
+            c->server = 1;
+
             if (c->sockaddr == NULL) {
                 c->sockaddr = s[j].sockaddr;
                 c->socklen = s[j].socklen;
@@ -349,6 +391,8 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
                 if (c == NULL) {
                     return NGX_ERROR;
                 }
+
+                c->server = 1;
 
                 if (c->sockaddr == NULL) {
                     c->sockaddr = us[j].addrs[k].sockaddr;
@@ -375,14 +419,35 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
     for (i = 0; i < nw; i++) {
         w = &ngx_http_dynamo_workers[i];
 
-        if (!ngx_http_dynamo_role_fits(role, w->role)) {
-            continue;
-        }
-
         w->addr[KVR_ADDR_MAX - 1] = '\0';
         name.len = ngx_strlen(w->addr);
 
         if (name.len == 0) {
+            continue;
+        }
+
+        if (!ngx_http_dynamo_role_fits(role, w->role)) {
+
+            /* a server line of the upstream registered for another role */
+
+            c = ngx_http_dynamo_cand_find(cands, (u_char *) w->addr,
+                                          name.len);
+
+            if (c && c->server && !c->fits) {
+                c->dropped = 1;
+
+                if (ngx_http_dynamo_warn_once(w->worker_id,
+                                              NGX_HTTP_DYNAMO_WARN_ROLE))
+                {
+                    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                                  "dynamo: worker %s is registered for "
+                                  "model \"%s\" as %s, which does not fit "
+                                  "the role of upstream \"%V\": not used",
+                                  w->addr, model->ns,
+                                  kvr_role_name(w->role), &uscf->host);
+                }
+            }
+
             continue;
         }
 
@@ -399,9 +464,16 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
                                     name.len)
                 != NGX_OK)
             {
-                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                               "dynamo: worker address \"%s\" skipped",
-                               w->addr);
+                if (ngx_http_dynamo_warn_once(w->worker_id,
+                                              NGX_HTTP_DYNAMO_WARN_ADDR))
+                {
+                    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                                  "dynamo: worker %uL of model \"%s\" "
+                                  "registered the address \"%s\", which is "
+                                  "not an IP address and port: not used",
+                                  w->worker_id, model->ns, w->addr);
+                }
+
                 cands->nelts--;
                 continue;
             }
@@ -418,9 +490,29 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
             c->socklen = addr.socklen;
         }
 
+        c->fits = 1;
+        c->dropped = 0;
         c->worker_id = w->worker_id;
         c->active_blocks = w->load.active_blocks;
         c->queued_prefill = w->load.queued_prefill_tokens;
+
+        if (w->block_size && w->block_size != model->block_size) {
+
+            /* its block hashes never match ours: a candidate by load only */
+
+            c->no_overlap = 1;
+
+            if (ngx_http_dynamo_warn_once(w->worker_id,
+                                          NGX_HTTP_DYNAMO_WARN_BLOCK_SIZE))
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "dynamo: worker %s of model \"%s\" uses "
+                              "block size %uD, not the block_size=%ui of "
+                              "\"dynamo_model\": routed by load only",
+                              w->addr, model->ns, w->block_size,
+                              model->block_size);
+            }
+        }
     }
 
     return NGX_OK;
@@ -431,6 +523,30 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
 
 static ngx_http_dynamo_cand_t *
 ngx_http_dynamo_cand_add(ngx_array_t *cands, u_char *name, size_t len)
+{
+    ngx_http_dynamo_cand_t  *c;
+
+    c = ngx_http_dynamo_cand_find(cands, name, len);
+    if (c) {
+        return c;
+    }
+
+    c = ngx_array_push(cands);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(c, sizeof(ngx_http_dynamo_cand_t));
+
+    c->name.data = name;
+    c->name.len = len;
+
+    return c;
+}
+
+
+static ngx_http_dynamo_cand_t *
+ngx_http_dynamo_cand_find(ngx_array_t *cands, u_char *name, size_t len)
 {
     ngx_uint_t               i;
     ngx_http_dynamo_cand_t  *c;
@@ -445,17 +561,7 @@ ngx_http_dynamo_cand_add(ngx_array_t *cands, u_char *name, size_t len)
         }
     }
 
-    c = ngx_array_push(cands);
-    if (c == NULL) {
-        return NULL;
-    }
-
-    ngx_memzero(c, sizeof(ngx_http_dynamo_cand_t));
-
-    c->name.data = name;
-    c->name.len = len;
-
-    return c;
+    return NULL;
 }
 
 
@@ -473,6 +579,41 @@ ngx_http_dynamo_role_fits(ngx_uint_t role, kvr_role_t w)
     default:
         return w == KVR_ROLE_BOTH;
     }
+}
+
+
+/* 1 the first time a worker is seen not to fit in that way */
+
+static ngx_int_t
+ngx_http_dynamo_warn_once(uint64_t worker_id, ngx_uint_t what)
+{
+    ngx_uint_t                 i, n;
+    ngx_http_dynamo_warned_t  *wd;
+
+    n = ngx_min(ngx_http_dynamo_nwarned, NGX_HTTP_DYNAMO_WARNED_MAX);
+
+    for (i = 0; i < n; i++) {
+        wd = &ngx_http_dynamo_warned[i];
+
+        if (wd->worker_id == worker_id) {
+            if (wd->what & what) {
+                return 0;
+            }
+
+            wd->what |= what;
+            return 1;
+        }
+    }
+
+    /* the table is full: the oldest entry goes */
+
+    wd = &ngx_http_dynamo_warned[ngx_http_dynamo_nwarned++
+                                 % NGX_HTTP_DYNAMO_WARNED_MAX];
+
+    wd->worker_id = worker_id;
+    wd->what = what;
+
+    return 1;
 }
 
 

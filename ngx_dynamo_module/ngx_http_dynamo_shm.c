@@ -18,6 +18,8 @@
 #define NGX_HTTP_DYNAMO_SHM_NAME_LEN    256
 #define NGX_HTTP_DYNAMO_SHM_WORKERS     64
 #define NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS  1024
+#define NGX_HTTP_DYNAMO_SHM_GENS        2
+#define NGX_HTTP_DYNAMO_SHM_SPARE       8        /* pages for model tables */
 
 
 typedef struct {
@@ -32,17 +34,35 @@ typedef struct {
 } ngx_http_dynamo_shm_model_t;
 
 
+/*
+ * the indexes of one configuration: a reload that changes the models lays
+ * out a new generation next to the running one, which stays intact until
+ * the next change of the models (the reload may fail)
+ */
+typedef struct {
+    ngx_atomic_t                    stamp;      /* its layout; 0: free */
+    ngx_uint_t                      nmodels;
+    ngx_http_dynamo_shm_model_t    *models;
+    size_t                          redis_len;  /* the indexes' source */
+    u_char                          redis[NGX_HTTP_DYNAMO_SHM_NAME_LEN];
+} ngx_http_dynamo_shm_gen_t;
+
+
 typedef struct {
     uint64_t                        magic;
     ngx_uint_t                      version;
     size_t                          size;       /* of this header */
     size_t                          model_size;
-    ngx_atomic_t                    layout;     /* bumped by every re-init
-                                                   of the indexes */
+    ngx_atomic_t                    layout;     /* the last stamp given */
     ngx_http_dynamo_counters_t      counters;
     ngx_http_dynamo_load_t          load[NGX_HTTP_DYNAMO_LOAD_SLOTS];
-    ngx_uint_t                      nmodels;
-    ngx_http_dynamo_shm_model_t    *models;
+    ngx_atomic_t                    load_used;  /* slots with an address */
+    ngx_atomic_t                    load_warned;  /* ngx_time() */
+    ngx_atomic_t                    row_pid[NGX_HTTP_DYNAMO_LOAD_ROWS];
+                                                /* 0: free */
+    size_t                          index_pages;  /* a generation's share */
+    ngx_uint_t                      current;    /* the last laid out */
+    ngx_http_dynamo_shm_gen_t       gen[NGX_HTTP_DYNAMO_SHM_GENS];
 } ngx_http_dynamo_shm_t;
 
 
@@ -50,23 +70,48 @@ typedef struct {
 typedef struct {
     ngx_http_dynamo_main_conf_t    *dmcf;
     ngx_http_dynamo_shm_t          *sh;
-    ngx_uint_t                      layout;     /* sh->layout this cycle
+    ngx_http_dynamo_shm_gen_t      *gen;
+    ngx_uint_t                      layout;     /* gen->stamp this cycle
                                                    was set up for */
 } ngx_http_dynamo_shm_ctx_t;
 
 
 static ngx_int_t ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_uint_t ngx_http_dynamo_shm_same_models(ngx_http_dynamo_shm_t *sh,
-    ngx_http_dynamo_main_conf_t *dmcf);
+static ngx_uint_t ngx_http_dynamo_shm_same_models(
+    ngx_http_dynamo_shm_gen_t *gen, ngx_http_dynamo_main_conf_t *dmcf);
 static ngx_int_t ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
-    ngx_http_dynamo_shm_t *sh, ngx_http_dynamo_main_conf_t *dmcf);
-static void ngx_http_dynamo_shm_free_models(ngx_slab_pool_t *shpool,
-    ngx_http_dynamo_shm_t *sh);
-static uint64_t ngx_http_dynamo_shm_max_blocks(size_t len);
-static size_t ngx_http_dynamo_shm_pages(size_t size);
-static ngx_http_dynamo_shm_t *ngx_http_dynamo_shm_get(
+    ngx_http_dynamo_shm_t *sh, ngx_http_dynamo_shm_gen_t *keep);
+static void ngx_http_dynamo_shm_free_gen(ngx_slab_pool_t *shpool,
+    ngx_http_dynamo_shm_gen_t *gen);
+static ngx_uint_t ngx_http_dynamo_shm_workers(
     ngx_http_dynamo_main_conf_t *dmcf);
+static void ngx_http_dynamo_shm_redis(ngx_http_dynamo_main_conf_t *dmcf,
+    ngx_str_t *url);
+static uint64_t ngx_http_dynamo_shm_max_blocks(size_t len,
+    ngx_uint_t workers);
+static size_t ngx_http_dynamo_shm_pages(size_t size);
+static ngx_http_dynamo_shm_gen_t *ngx_http_dynamo_shm_get(
+    ngx_http_dynamo_main_conf_t *dmcf);
+static ngx_http_dynamo_shm_t *ngx_http_dynamo_shm_load_sh(
+    ngx_http_dynamo_main_conf_t *dmcf, size_t len);
+static ngx_uint_t ngx_http_dynamo_shm_load_hash(u_char *name, size_t len);
+static ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load_lookup(
+    ngx_http_dynamo_shm_t *sh, ngx_uint_t hash, u_char *name, size_t len);
+static ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load_claim_locked(
+    ngx_http_dynamo_shm_t *sh, ngx_uint_t hash, u_char *name, size_t len);
+static ngx_uint_t ngx_http_dynamo_shm_load_reclaim(ngx_http_dynamo_shm_t *sh);
+static void ngx_http_dynamo_shm_take_back(ngx_http_dynamo_shm_t *sh,
+    ngx_uint_t r);
+
+
+static ngx_int_t  ngx_http_dynamo_shm_row = -1;
+
+
+static ngx_http_dynamo_load_t  ngx_http_dynamo_load_full = {
+    0, "", NGX_HTTP_DYNAMO_LOAD_FULL, NGX_HTTP_DYNAMO_LOAD_FULL,
+    NGX_HTTP_DYNAMO_LOAD_FULL, 0, 0, 0, 0, { { 0, 0, 0 } }
+};
 
 
 ngx_int_t
@@ -103,14 +148,16 @@ ngx_http_dynamo_shm_add(ngx_conf_t *cf, ngx_http_dynamo_main_conf_t *dmcf)
      * slab allocator keeps a page descriptor per page and a few pages
      */
 
-    cfg.max_workers = NGX_HTTP_DYNAMO_SHM_WORKERS;
+    cfg.max_workers = ngx_http_dynamo_shm_workers(dmcf);
     cfg.max_blocks = NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS;
 
+    /* two generations of indexes fit: see init_zone */
+
     need = ngx_http_dynamo_shm_pages(sizeof(ngx_http_dynamo_shm_t))
-           + ngx_http_dynamo_shm_pages(dmcf->models.nelts
-                                       * sizeof(ngx_http_dynamo_shm_model_t))
-           + dmcf->models.nelts
-             * ngx_http_dynamo_shm_pages(kvr_index_size(&cfg) + 64);
+           + NGX_HTTP_DYNAMO_SHM_SPARE * ngx_pagesize
+           + NGX_HTTP_DYNAMO_SHM_GENS * dmcf->models.nelts
+             * (ngx_http_dynamo_shm_pages(kvr_index_size(&cfg) + 64)
+                + ngx_pagesize);
 
     size = dmcf->shm_zone->shm.size;
     usable = size - size / ngx_pagesize * sizeof(ngx_slab_page_t)
@@ -119,8 +166,9 @@ ngx_http_dynamo_shm_add(ngx_conf_t *cf, ngx_http_dynamo_main_conf_t *dmcf)
     if (size < 8 * ngx_pagesize || usable < need) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone \"%V\" of \"dynamo_zone\" is too small "
-                           "for %ui model(s): %uzk at least",
+                           "for %ui model(s) of %ui workers: %uzk at least",
                            &dmcf->shm_zone->shm.name, dmcf->models.nelts,
+                           ngx_http_dynamo_shm_workers(dmcf),
                            (need + need / 16 + 3 * ngx_pagesize + 1023)
                            / 1024);
         return NGX_ERROR;
@@ -145,8 +193,10 @@ ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_dynamo_shm_ctx_t  *octx = data;
 
+    ngx_int_t                   rc;
     ngx_slab_pool_t            *shpool;
     ngx_http_dynamo_shm_t      *sh;
+    ngx_http_dynamo_shm_gen_t  *keep;
     ngx_http_dynamo_shm_ctx_t  *ctx;
 
     ctx = shm_zone->data;
@@ -172,44 +222,67 @@ ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    if (sh) {
-        ctx->sh = sh;
-
-        if (ngx_http_dynamo_shm_same_models(sh, ctx->dmcf)) {
-            ctx->layout = sh->layout;
-
-            ngx_log_error(NGX_LOG_INFO, shm_zone->shm.log, 0,
-                          "dynamo zone \"%V\": %ui index(es) kept",
-                          &shm_zone->shm.name, sh->nmodels);
-            return NGX_OK;
+    if (sh == NULL) {
+        sh = ngx_slab_calloc(shpool, sizeof(ngx_http_dynamo_shm_t));
+        if (sh == NULL) {
+            goto nomem;
         }
 
-        ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
-                      "dynamo zone \"%V\": models changed, "
-                      "indexes start empty", &shm_zone->shm.name);
+        sh->magic = NGX_HTTP_DYNAMO_SHM_MAGIC;
+        sh->version = NGX_HTTP_DYNAMO_SHM_VERSION;
+        sh->size = sizeof(ngx_http_dynamo_shm_t);
+        sh->model_size = sizeof(ngx_http_dynamo_shm_model_t);
 
-        ngx_shmtx_lock(&shpool->mutex);
-        ngx_http_dynamo_shm_free_models(shpool, sh);
-        ngx_shmtx_unlock(&shpool->mutex);
+        /* each generation of indexes gets half of the rest */
 
-        return ngx_http_dynamo_shm_layout(shm_zone, sh, ctx->dmcf);
+        if (shpool->pfree < NGX_HTTP_DYNAMO_SHM_SPARE + 4) {
+            goto nomem;
+        }
+
+        sh->index_pages = (shpool->pfree - NGX_HTTP_DYNAMO_SHM_SPARE)
+                          / NGX_HTTP_DYNAMO_SHM_GENS;
+
+        shpool->data = sh;
+        shpool->log_nomem = 0;
     }
 
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_dynamo_shm_t));
-    if (sh == NULL) {
-        goto nomem;
-    }
-
-    sh->magic = NGX_HTTP_DYNAMO_SHM_MAGIC;
-    sh->version = NGX_HTTP_DYNAMO_SHM_VERSION;
-    sh->size = sizeof(ngx_http_dynamo_shm_t);
-    sh->model_size = sizeof(ngx_http_dynamo_shm_model_t);
-
-    shpool->data = sh;
-    shpool->log_nomem = 0;
     ctx->sh = sh;
 
-    return ngx_http_dynamo_shm_layout(shm_zone, sh, ctx->dmcf);
+    /* the generation the running configuration uses */
+
+    keep = NULL;
+
+    if (octx) {
+        if (octx->gen && octx->gen->stamp == octx->layout) {
+            keep = octx->gen;
+        }
+
+    } else if (sh->gen[sh->current].stamp) {
+        keep = &sh->gen[sh->current];
+    }
+
+    if (keep && ngx_http_dynamo_shm_same_models(keep, ctx->dmcf)) {
+        ctx->gen = keep;
+        ctx->layout = keep->stamp;
+        sh->current = keep - sh->gen;
+
+        ngx_log_error(NGX_LOG_INFO, shm_zone->shm.log, 0,
+                      "dynamo zone \"%V\": %ui index(es) kept",
+                      &shm_zone->shm.name, keep->nmodels);
+        return NGX_OK;
+    }
+
+    if (keep) {
+        ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                      "dynamo zone \"%V\": models or Redis changed, "
+                      "indexes start empty", &shm_zone->shm.name);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+    rc = ngx_http_dynamo_shm_layout(shm_zone, sh, keep);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
 
 nomem:
 
@@ -222,25 +295,37 @@ nomem:
 
 
 static ngx_uint_t
-ngx_http_dynamo_shm_same_models(ngx_http_dynamo_shm_t *sh,
+ngx_http_dynamo_shm_same_models(ngx_http_dynamo_shm_gen_t *gen,
     ngx_http_dynamo_main_conf_t *dmcf)
 {
-    ngx_uint_t                    i;
+    ngx_str_t                     url;
+    ngx_uint_t                    i, workers;
     ngx_http_dynamo_model_t      *m;
     ngx_http_dynamo_shm_model_t  *sm;
 
-    if (sh->nmodels != dmcf->models.nelts) {
+    if (gen->nmodels != dmcf->models.nelts) {
         return 0;
     }
 
-    m = dmcf->models.elts;
-    sm = sh->models;
+    ngx_http_dynamo_shm_redis(dmcf, &url);
 
-    for (i = 0; i < sh->nmodels; i++) {
+    if (gen->redis_len != url.len
+        || ngx_strncmp(gen->redis, url.data, url.len) != 0)
+    {
+        return 0;
+    }
+
+    workers = ngx_http_dynamo_shm_workers(dmcf);
+
+    m = dmcf->models.elts;
+    sm = gen->models;
+
+    for (i = 0; i < gen->nmodels; i++) {
         if (sm[i].index == NULL
             || sm[i].name_len != m[i].name.len
             || ngx_strncmp(sm[i].name, m[i].name.data, m[i].name.len) != 0
             || sm[i].block_size != m[i].block_size
+            || sm[i].config.max_workers != workers
             || kvr_index_attach(sm[i].mem, sm[i].len) != sm[i].index)
         {
             return 0;
@@ -251,90 +336,116 @@ ngx_http_dynamo_shm_same_models(ngx_http_dynamo_shm_t *sh,
 }
 
 
+/*
+ * under the lock: frees the generations no running configuration uses
+ * (the one before the running one, or one of a reload that failed) and
+ * lays the new one out in the space they leave
+ */
+
 static ngx_int_t
 ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
-    ngx_http_dynamo_shm_t *sh, ngx_http_dynamo_main_conf_t *dmcf)
+    ngx_http_dynamo_shm_t *sh, ngx_http_dynamo_shm_gen_t *keep)
 {
     size_t                        len;
-    ngx_uint_t                    i, n, pages;
+    ngx_str_t                     url;
+    ngx_uint_t                    i, n, pages, stamp;
     ngx_slab_pool_t              *shpool;
     ngx_http_dynamo_model_t      *m;
     ngx_http_dynamo_shm_ctx_t    *ctx;
+    ngx_http_dynamo_shm_gen_t    *gen;
     ngx_http_dynamo_shm_model_t  *sm;
+    ngx_http_dynamo_main_conf_t  *dmcf;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     ctx = shm_zone->data;
+    dmcf = ctx->dmcf;
     n = dmcf->models.nelts;
 
-    ngx_shmtx_lock(&shpool->mutex);
+    gen = NULL;
 
-    sh->layout++;
-    ctx->layout = sh->layout;
-
-    if (n == 0) {
-        ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_OK;
-    }
-
-    sm = ngx_slab_calloc_locked(shpool,
-                                n * sizeof(ngx_http_dynamo_shm_model_t));
-    if (sm == NULL) {
-        goto nomem;
-    }
-
-    sh->models = sm;
-
-    /* what is left goes to the indexes, in equal whole pages */
-
-    pages = shpool->pfree / n;
-    if (pages < 2) {
-        goto nomem;
-    }
-
-    len = (pages - 1) * ngx_pagesize;
-    m = dmcf->models.elts;
-
-    for (i = 0; i < n; i++) {
-        ngx_memcpy(sm[i].name, m[i].name.data,
-                   ngx_min(m[i].name.len, NGX_HTTP_DYNAMO_SHM_NAME_LEN));
-        sm[i].name_len = m[i].name.len;
-        sm[i].block_size = m[i].block_size;
-
-        sm[i].config.max_workers = NGX_HTTP_DYNAMO_SHM_WORKERS;
-        sm[i].config.max_blocks = ngx_http_dynamo_shm_max_blocks(len);
-
-        if (sm[i].config.max_blocks < NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS) {
-            goto nomem;
+    for (i = 0; i < NGX_HTTP_DYNAMO_SHM_GENS; i++) {
+        if (&sh->gen[i] == keep) {
+            continue;
         }
 
-        sm[i].mem = ngx_slab_alloc_locked(shpool, len);
-        if (sm[i].mem == NULL) {
-            goto nomem;
-        }
+        ngx_http_dynamo_shm_free_gen(shpool, &sh->gen[i]);
 
-        sh->nmodels = i + 1;
-
-        sm[i].len = len;
-        sm[i].index = kvr_index_init(sm[i].mem, len, &sm[i].config);
-
-        if (sm[i].index == NULL) {
-            goto nomem;
+        if (gen == NULL) {
+            gen = &sh->gen[i];
         }
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    stamp = ++sh->layout;
 
-    ngx_log_error(NGX_LOG_INFO, shm_zone->shm.log, 0,
-                  "dynamo zone \"%V\": %ui index(es) of %uL blocks",
-                  &shm_zone->shm.name, n, sm[0].config.max_blocks);
+    ngx_http_dynamo_shm_redis(dmcf, &url);
+
+    gen->redis_len = url.len;
+    ngx_memcpy(gen->redis, url.data, url.len);
+
+    if (n) {
+        sm = ngx_slab_calloc_locked(shpool,
+                                    n * sizeof(ngx_http_dynamo_shm_model_t));
+        if (sm == NULL) {
+            goto nomem;
+        }
+
+        gen->models = sm;
+
+        /* the generation's share goes to the indexes, in equal pages */
+
+        pages = ngx_min(sh->index_pages, shpool->pfree) / n;
+        if (pages < 2) {
+            goto nomem;
+        }
+
+        len = (pages - 1) * ngx_pagesize;
+        m = dmcf->models.elts;
+
+        for (i = 0; i < n; i++) {
+            ngx_memcpy(sm[i].name, m[i].name.data,
+                       ngx_min(m[i].name.len, NGX_HTTP_DYNAMO_SHM_NAME_LEN));
+            sm[i].name_len = m[i].name.len;
+            sm[i].block_size = m[i].block_size;
+
+            sm[i].config.max_workers = ngx_http_dynamo_shm_workers(dmcf);
+            sm[i].config.max_blocks =
+                ngx_http_dynamo_shm_max_blocks(len, sm[i].config.max_workers);
+
+            if (sm[i].config.max_blocks < NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS) {
+                goto nomem;
+            }
+
+            sm[i].mem = ngx_slab_alloc_locked(shpool, len);
+            if (sm[i].mem == NULL) {
+                goto nomem;
+            }
+
+            gen->nmodels = i + 1;
+
+            sm[i].len = len;
+            sm[i].index = kvr_index_init(sm[i].mem, len, &sm[i].config);
+
+            if (sm[i].index == NULL) {
+                goto nomem;
+            }
+        }
+
+        ngx_log_error(NGX_LOG_INFO, shm_zone->shm.log, 0,
+                      "dynamo zone \"%V\": %ui index(es) of %uL blocks",
+                      &shm_zone->shm.name, n, sm[0].config.max_blocks);
+    }
+
+    gen->stamp = stamp;
+    sh->current = gen - sh->gen;
+
+    ctx->gen = gen;
+    ctx->layout = stamp;
 
     return NGX_OK;
 
 nomem:
 
-    ngx_http_dynamo_shm_free_models(shpool, sh);
-
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_dynamo_shm_free_gen(shpool, gen);
 
     ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                   "zone \"%V\" of \"dynamo_zone\" is too small for "
@@ -345,21 +456,23 @@ nomem:
 
 
 static void
-ngx_http_dynamo_shm_free_models(ngx_slab_pool_t *shpool,
-    ngx_http_dynamo_shm_t *sh)
+ngx_http_dynamo_shm_free_gen(ngx_slab_pool_t *shpool,
+    ngx_http_dynamo_shm_gen_t *gen)
 {
     ngx_uint_t                    i, n;
     ngx_http_dynamo_shm_model_t  *sm;
 
-    /* readers of the previous generation see the new layout number */
+    /* its readers, if any are left, see their stamp gone */
 
-    sh->layout++;
+    gen->stamp = 0;
+    ngx_memory_barrier();
 
-    sm = sh->models;
-    n = sh->nmodels;
+    sm = gen->models;
+    n = gen->nmodels;
 
-    sh->nmodels = 0;
-    sh->models = NULL;
+    gen->nmodels = 0;
+    gen->models = NULL;
+    gen->redis_len = 0;
 
     if (sm == NULL) {
         return;
@@ -375,8 +488,31 @@ ngx_http_dynamo_shm_free_models(ngx_slab_pool_t *shpool,
 }
 
 
+static ngx_uint_t
+ngx_http_dynamo_shm_workers(ngx_http_dynamo_main_conf_t *dmcf)
+{
+    return dmcf->zone_workers ? dmcf->zone_workers
+                              : NGX_HTTP_DYNAMO_SHM_WORKERS;
+}
+
+
+/* the Redis the indexes come from; none: empty */
+
+static void
+ngx_http_dynamo_shm_redis(ngx_http_dynamo_main_conf_t *dmcf, ngx_str_t *url)
+{
+    if (dmcf->redis == NULL) {
+        ngx_str_null(url);
+        return;
+    }
+
+    *url = dmcf->redis->url.url;
+    url->len = ngx_min(url->len, NGX_HTTP_DYNAMO_SHM_NAME_LEN);
+}
+
+
 static uint64_t
-ngx_http_dynamo_shm_max_blocks(size_t len)
+ngx_http_dynamo_shm_max_blocks(size_t len, ngx_uint_t workers)
 {
     uint64_t            lo, hi, mid;
     kvr_index_config_t  cfg;
@@ -389,7 +525,7 @@ ngx_http_dynamo_shm_max_blocks(size_t len)
 
     len -= 64;
 
-    cfg.max_workers = NGX_HTTP_DYNAMO_SHM_WORKERS;
+    cfg.max_workers = workers;
 
     lo = 0;
     hi = len / 8 + 1;
@@ -417,10 +553,9 @@ ngx_http_dynamo_shm_pages(size_t size)
 }
 
 
-static ngx_http_dynamo_shm_t *
+static ngx_http_dynamo_shm_gen_t *
 ngx_http_dynamo_shm_get(ngx_http_dynamo_main_conf_t *dmcf)
 {
-    ngx_http_dynamo_shm_t      *sh;
     ngx_http_dynamo_shm_ctx_t  *ctx;
 
     if (dmcf == NULL || dmcf->shm_zone == NULL) {
@@ -429,44 +564,38 @@ ngx_http_dynamo_shm_get(ngx_http_dynamo_main_conf_t *dmcf)
 
     ctx = dmcf->shm_zone->data;
 
-    if (ctx == NULL || ctx->sh == NULL) {
+    if (ctx == NULL || ctx->gen == NULL) {
         return NULL;
     }
 
-    sh = ctx->sh;
-
-    if (sh->layout != ctx->layout) {
-        /* a newer configuration laid the indexes out differently */
+    if (ctx->gen->stamp != ctx->layout) {
+        /* freed by a newer configuration */
         return NULL;
     }
 
-    return sh;
+    return ctx->gen;
 }
 
 
 kvr_index_t *
 ngx_http_dynamo_shm_index(ngx_http_dynamo_main_conf_t *dmcf, ngx_uint_t model)
 {
-    ngx_http_dynamo_shm_t  *sh;
+    ngx_http_dynamo_shm_gen_t  *gen;
 
-    sh = ngx_http_dynamo_shm_get(dmcf);
+    gen = ngx_http_dynamo_shm_get(dmcf);
 
-    if (sh == NULL || model >= sh->nmodels) {
+    if (gen == NULL || model >= gen->nmodels) {
         return NULL;
     }
 
-    return sh->models[model].index;
+    return gen->models[model].index;
 }
 
 
-ngx_http_dynamo_load_t *
-ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
-    size_t len)
+static ngx_http_dynamo_shm_t *
+ngx_http_dynamo_shm_load_sh(ngx_http_dynamo_main_conf_t *dmcf, size_t len)
 {
-    ngx_uint_t               i, k, hash;
-    ngx_slab_pool_t         *shpool;
-    ngx_http_dynamo_load_t  *slot;
-    ngx_http_dynamo_shm_t   *sh;
+    ngx_http_dynamo_shm_ctx_t  *ctx;
 
     if (dmcf == NULL || dmcf->shm_zone == NULL || len == 0
         || len >= KVR_ADDR_MAX)
@@ -474,17 +603,31 @@ ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
         return NULL;
     }
 
-    sh = ((ngx_http_dynamo_shm_ctx_t *) dmcf->shm_zone->data)->sh;
-    if (sh == NULL) {
-        return NULL;
-    }
+    ctx = dmcf->shm_zone->data;
+
+    return ctx ? ctx->sh : NULL;
+}
+
+
+static ngx_uint_t
+ngx_http_dynamo_shm_load_hash(u_char *name, size_t len)
+{
+    ngx_uint_t  hash;
 
     hash = ngx_crc32_short(name, len);
-    if (hash == 0) {
-        hash = 1;
-    }
 
-    /* lock-free lookup: a slot's name is written before its hash */
+    return hash ? hash : 1;
+}
+
+
+/* lock-free: a slot's name is written before its hash */
+
+static ngx_http_dynamo_load_t *
+ngx_http_dynamo_shm_load_lookup(ngx_http_dynamo_shm_t *sh, ngx_uint_t hash,
+    u_char *name, size_t len)
+{
+    ngx_uint_t               i, k;
+    ngx_http_dynamo_load_t  *slot;
 
     k = hash % NGX_HTTP_DYNAMO_LOAD_SLOTS;
 
@@ -492,7 +635,7 @@ ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
         slot = &sh->load[(k + i) % NGX_HTTP_DYNAMO_LOAD_SLOTS];
 
         if (slot->hash == 0) {
-            break;
+            return NULL;
         }
 
         if (slot->hash == hash
@@ -503,8 +646,74 @@ ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
         }
     }
 
-    if (i == NGX_HTTP_DYNAMO_LOAD_SLOTS) {
+    return NULL;
+}
+
+
+ngx_http_dynamo_load_t *
+ngx_http_dynamo_shm_load_find(ngx_http_dynamo_main_conf_t *dmcf,
+    u_char *name, size_t len)
+{
+    ngx_http_dynamo_shm_t  *sh;
+
+    sh = ngx_http_dynamo_shm_load_sh(dmcf, len);
+    if (sh == NULL) {
         return NULL;
+    }
+
+    return ngx_http_dynamo_shm_load_lookup(sh,
+                                ngx_http_dynamo_shm_load_hash(name, len),
+                                name, len);
+}
+
+
+ngx_http_dynamo_load_t *
+ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
+    size_t len)
+{
+    ngx_http_dynamo_shm_t   *sh;
+    ngx_http_dynamo_load_t  *slot;
+
+    sh = ngx_http_dynamo_shm_load_sh(dmcf, len);
+    if (sh == NULL) {
+        return NULL;
+    }
+
+    slot = ngx_http_dynamo_shm_load_lookup(sh,
+                                ngx_http_dynamo_shm_load_hash(name, len),
+                                name, len);
+
+    if (slot == NULL && sh->load_used >= NGX_HTTP_DYNAMO_LOAD_SLOTS) {
+        return &ngx_http_dynamo_load_full;
+    }
+
+    return slot;
+}
+
+
+ngx_http_dynamo_load_t *
+ngx_http_dynamo_shm_load_claim(ngx_http_dynamo_main_conf_t *dmcf,
+    u_char *name, size_t len)
+{
+    time_t                   now;
+    ngx_uint_t               hash;
+    ngx_slab_pool_t         *shpool;
+    ngx_http_dynamo_shm_t   *sh;
+    ngx_http_dynamo_load_t  *slot;
+
+    sh = ngx_http_dynamo_shm_load_sh(dmcf, len);
+    if (sh == NULL) {
+        return NULL;
+    }
+
+    hash = ngx_http_dynamo_shm_load_hash(name, len);
+    now = ngx_time();
+
+    slot = ngx_http_dynamo_shm_load_lookup(sh, hash, name, len);
+
+    if (slot) {
+        slot->used = now;
+        return slot;
     }
 
     /* claim a slot; rare (one per worker address), so under the lock */
@@ -513,28 +722,284 @@ ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    for ( /* void */ ; i < NGX_HTTP_DYNAMO_LOAD_SLOTS; i++) {
+    slot = ngx_http_dynamo_shm_load_claim_locked(sh, hash, name, len);
+
+    if (slot == NULL && ngx_http_dynamo_shm_load_reclaim(sh)) {
+        slot = ngx_http_dynamo_shm_load_claim_locked(sh, hash, name, len);
+    }
+
+    if (slot) {
+        slot->used = now;
+
+    } else if (sh->load_warned != (ngx_atomic_uint_t) now) {
+        sh->load_warned = now;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "dynamo zone \"%V\": the load table is full "
+                      "(%d workers in use), worker %*s is routed as "
+                      "fully loaded", &dmcf->shm_zone->shm.name,
+                      NGX_HTTP_DYNAMO_LOAD_SLOTS, len, name);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return slot;
+}
+
+
+static ngx_http_dynamo_load_t *
+ngx_http_dynamo_shm_load_claim_locked(ngx_http_dynamo_shm_t *sh,
+    ngx_uint_t hash, u_char *name, size_t len)
+{
+    ngx_uint_t               i, k;
+    ngx_http_dynamo_load_t  *slot, *tomb;
+
+    k = hash % NGX_HTTP_DYNAMO_LOAD_SLOTS;
+    tomb = NULL;
+
+    for (i = 0; i < NGX_HTTP_DYNAMO_LOAD_SLOTS; i++) {
         slot = &sh->load[(k + i) % NGX_HTTP_DYNAMO_LOAD_SLOTS];
 
         if (slot->hash == 0) {
-            ngx_memcpy(slot->name, name, len);
-            slot->name[len] = '\0';
-            ngx_memory_barrier();
-            (void) ngx_atomic_cmp_set(&slot->hash, 0, hash);
             break;
+        }
+
+        if (slot->hash == NGX_HTTP_DYNAMO_LOAD_TOMB) {
+            if (tomb == NULL) {
+                tomb = slot;
+            }
+
+            continue;
         }
 
         if (slot->hash == hash
             && ngx_strncmp(slot->name, name, len) == 0
             && slot->name[len] == '\0')
         {
-            break;
+            return slot;
         }
     }
 
+    if (tomb) {
+        slot = tomb;
+
+    } else if (i == NGX_HTTP_DYNAMO_LOAD_SLOTS) {
+        return NULL;
+    }
+
+    /* a tombstone's counters were zeroed when it was reclaimed */
+
+    ngx_memcpy(slot->name, name, len);
+    slot->name[len] = '\0';
+    ngx_memory_barrier();
+    slot->hash = hash;
+
+    (void) ngx_atomic_fetch_add(&sh->load_used, 1);
+
+    return slot;
+}
+
+
+/*
+ * marks the slots of idle addresses (nothing in flight, not failed, not
+ * used for LOAD_IDLE seconds) as tombstones: lock-free lookups probe past
+ * them, claims reuse them
+ */
+
+static ngx_uint_t
+ngx_http_dynamo_shm_load_reclaim(ngx_http_dynamo_shm_t *sh)
+{
+    time_t                   now;
+    ngx_uint_t               i, n;
+    ngx_msec_int_t           left;
+    ngx_http_dynamo_load_t  *slot;
+
+    now = ngx_time();
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_DYNAMO_LOAD_SLOTS; i++) {
+        slot = &sh->load[i];
+
+        if (slot->hash == 0 || slot->hash == NGX_HTTP_DYNAMO_LOAD_TOMB
+            || slot->in_flight != 0
+            || now - (time_t) slot->used < NGX_HTTP_DYNAMO_LOAD_IDLE)
+        {
+            continue;
+        }
+
+        if (slot->failed_until) {
+            left = (ngx_msec_int_t) (slot->failed_until - ngx_current_msec);
+            if (left > 0) {
+                continue;
+            }
+        }
+
+        slot->hash = NGX_HTTP_DYNAMO_LOAD_TOMB;
+        ngx_memory_barrier();
+
+        slot->name[0] = '\0';
+        ngx_memzero(slot->row, sizeof(slot->row));
+        slot->blocks = 0;
+        slot->prefill = 0;
+        slot->requests = 0;
+        slot->fails = 0;
+        slot->failed_until = 0;
+
+        (void) ngx_atomic_fetch_add(&sh->load_used, -1);
+        n++;
+    }
+
+    return n;
+}
+
+
+void
+ngx_http_dynamo_shm_load_add(ngx_http_dynamo_load_t *load,
+    ngx_atomic_int_t in_flight, ngx_atomic_int_t blocks,
+    ngx_atomic_int_t prefill)
+{
+    ngx_http_dynamo_load_row_t  *row;
+
+    (void) ngx_atomic_fetch_add(&load->in_flight, in_flight);
+    (void) ngx_atomic_fetch_add(&load->blocks, blocks);
+    (void) ngx_atomic_fetch_add(&load->prefill, prefill);
+
+    if (ngx_http_dynamo_shm_row < 0) {
+        return;
+    }
+
+    /* the row is this process's alone */
+
+    row = &load->row[ngx_http_dynamo_shm_row];
+
+    row->in_flight += in_flight;
+    row->blocks += blocks;
+    row->prefill += prefill;
+}
+
+
+void
+ngx_http_dynamo_shm_init_process(ngx_http_dynamo_main_conf_t *dmcf)
+{
+    ngx_uint_t              r;
+    ngx_http_dynamo_shm_t  *sh;
+
+    if (ngx_http_dynamo_shm_row >= 0) {
+        return;
+    }
+
+    sh = ngx_http_dynamo_shm_load_sh(dmcf, 1);
+    if (sh == NULL) {
+        return;
+    }
+
+    ngx_http_dynamo_shm_reap(dmcf);
+
+    for (r = 0; r < NGX_HTTP_DYNAMO_LOAD_ROWS; r++) {
+        if (ngx_atomic_cmp_set(&sh->row_pid[r], 0, ngx_pid)) {
+            ngx_http_dynamo_shm_row = r;
+            return;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "dynamo zone \"%V\": more than %d nginx processes, "
+                  "the load of this one is not taken back if it dies",
+                  &dmcf->shm_zone->shm.name, NGX_HTTP_DYNAMO_LOAD_ROWS);
+}
+
+
+void
+ngx_http_dynamo_shm_exit_process(ngx_http_dynamo_main_conf_t *dmcf)
+{
+    ngx_slab_pool_t        *shpool;
+    ngx_http_dynamo_shm_t  *sh;
+
+    sh = ngx_http_dynamo_shm_load_sh(dmcf, 1);
+
+    if (sh == NULL || ngx_http_dynamo_shm_row < 0) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) dmcf->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    ngx_http_dynamo_shm_take_back(sh, ngx_http_dynamo_shm_row);
     ngx_shmtx_unlock(&shpool->mutex);
 
-    return i < NGX_HTTP_DYNAMO_LOAD_SLOTS ? slot : NULL;
+    ngx_http_dynamo_shm_row = -1;
+}
+
+
+void
+ngx_http_dynamo_shm_reap(ngx_http_dynamo_main_conf_t *dmcf)
+{
+    ngx_pid_t               pid;
+    ngx_uint_t              r;
+    ngx_slab_pool_t        *shpool;
+    ngx_http_dynamo_shm_t  *sh;
+
+    sh = ngx_http_dynamo_shm_load_sh(dmcf, 1);
+    if (sh == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) dmcf->shm_zone->shm.addr;
+
+    for (r = 0; r < NGX_HTTP_DYNAMO_LOAD_ROWS; r++) {
+        pid = (ngx_pid_t) sh->row_pid[r];
+
+        if (pid == 0 || pid == ngx_pid
+            || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        if ((ngx_pid_t) sh->row_pid[r] == pid) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "dynamo zone \"%V\": load in flight of exited "
+                          "process %P taken back",
+                          &dmcf->shm_zone->shm.name, pid);
+
+            ngx_http_dynamo_shm_take_back(sh, r);
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+    }
+}
+
+
+/* under the lock: a row's load leaves the totals, the row is free */
+
+static void
+ngx_http_dynamo_shm_take_back(ngx_http_dynamo_shm_t *sh, ngx_uint_t r)
+{
+    ngx_uint_t                   i;
+    ngx_http_dynamo_load_t      *slot;
+    ngx_http_dynamo_load_row_t  *row;
+
+    for (i = 0; i < NGX_HTTP_DYNAMO_LOAD_SLOTS; i++) {
+        slot = &sh->load[i];
+        row = &slot->row[r];
+
+        if (row->in_flight == 0 && row->blocks == 0 && row->prefill == 0) {
+            continue;
+        }
+
+        (void) ngx_atomic_fetch_add(&slot->in_flight, -row->in_flight);
+        (void) ngx_atomic_fetch_add(&slot->blocks, -row->blocks);
+        (void) ngx_atomic_fetch_add(&slot->prefill, -row->prefill);
+
+        row->in_flight = 0;
+        row->blocks = 0;
+        row->prefill = 0;
+    }
+
+    ngx_memory_barrier();
+
+    sh->row_pid[r] = 0;
 }
 
 
@@ -559,15 +1024,15 @@ ngx_http_dynamo_sync_status_t *
 ngx_http_dynamo_shm_sync_status(ngx_http_dynamo_main_conf_t *dmcf,
     ngx_uint_t model)
 {
-    ngx_http_dynamo_shm_t  *sh;
+    ngx_http_dynamo_shm_gen_t  *gen;
 
-    sh = ngx_http_dynamo_shm_get(dmcf);
+    gen = ngx_http_dynamo_shm_get(dmcf);
 
-    if (sh == NULL || model >= sh->nmodels) {
+    if (gen == NULL || model >= gen->nmodels) {
         return NULL;
     }
 
-    return &sh->models[model].status;
+    return &gen->models[model].status;
 }
 
 
@@ -637,7 +1102,7 @@ ngx_http_dynamo_shm_metrics(ngx_http_dynamo_main_conf_t *dmcf, u_char *p,
     ngx_uint_t                      i;
     kvr_index_stats_t               st;
     ngx_http_dynamo_model_t        *m;
-    ngx_http_dynamo_shm_t          *sh;
+    ngx_http_dynamo_shm_gen_t      *sh;
     ngx_http_dynamo_shm_metric_t   *metric;
     ngx_http_dynamo_sync_status_t  *ss;
 

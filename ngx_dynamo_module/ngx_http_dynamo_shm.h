@@ -21,11 +21,26 @@
 #define NGX_HTTP_DYNAMO_ZONE_SIZE       (32 * 1024 * 1024)
 #define NGX_HTTP_DYNAMO_LOAD_SLOTS      1024
 #define NGX_HTTP_DYNAMO_FAIL_TIMEOUT    10000    /* ms out after a failure */
+#define NGX_HTTP_DYNAMO_LOAD_IDLE       60       /* s before an idle slot
+                                                    may be reclaimed */
+#define NGX_HTTP_DYNAMO_LOAD_TOMB       ((ngx_atomic_uint_t) -1)
+#define NGX_HTTP_DYNAMO_LOAD_FULL       ((ngx_atomic_uint_t) 1 << 32)
+#define NGX_HTTP_DYNAMO_LOAD_ROWS       16       /* nginx processes whose
+                                                    share is kept apart */
+
+
+/* one nginx process's share of a worker's load */
+typedef struct {
+    ngx_atomic_t                    in_flight;
+    ngx_atomic_t                    blocks;
+    ngx_atomic_t                    prefill;
+} ngx_http_dynamo_load_row_t;
 
 
 /* gateway-side load of one worker address; atomics, no lock */
 typedef struct ngx_http_dynamo_load_s {
-    ngx_atomic_t                    hash;        /* of name; 0: free slot */
+    ngx_atomic_t                    hash;        /* of name; 0: free slot,
+                                                    LOAD_TOMB: reclaimed */
     u_char                          name[KVR_ADDR_MAX];
     ngx_atomic_t                    in_flight;   /* requests */
     ngx_atomic_t                    blocks;      /* their prompt blocks */
@@ -34,6 +49,13 @@ typedef struct ngx_http_dynamo_load_s {
     ngx_atomic_t                    fails;       /* total failures */
     ngx_atomic_t                    failed_until;  /* ngx_current_msec
                                                       scale; 0: healthy */
+    ngx_atomic_t                    used;        /* ngx_time() of the last
+                                                    claim or release */
+    ngx_http_dynamo_load_row_t      row[NGX_HTTP_DYNAMO_LOAD_ROWS];
+                                                 /* the totals above per
+                                                    process (shm row_pid):
+                                                    a dead one's are taken
+                                                    back */
 } ngx_http_dynamo_load_t;
 
 
@@ -77,9 +99,37 @@ ngx_int_t ngx_http_dynamo_shm_add(ngx_conf_t *cf,
 kvr_index_t *ngx_http_dynamo_shm_index(ngx_http_dynamo_main_conf_t *dmcf,
     ngx_uint_t model);
 
-/* finds or claims the slot of a worker address; NULL when the table is
-   full */
+/*
+ * the load of a worker address, for routing; claims nothing: NULL when the
+ * address has no slot (nothing in flight there), a placeholder of maximal
+ * load (LOAD_FULL blocks and prefill) when it has none because the table is
+ * full, so that a worker without accounting never looks idle
+ */
 ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load(
+    ngx_http_dynamo_main_conf_t *dmcf, u_char *name, size_t len);
+
+/* finds or claims the slot of a worker chosen for a request; reclaims idle
+   slots when the table is full; NULL when none can be claimed */
+ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load_claim(
+    ngx_http_dynamo_main_conf_t *dmcf, u_char *name, size_t len);
+
+/* adds (or with negative values takes back) load in flight: the totals
+   and this process's row */
+void ngx_http_dynamo_shm_load_add(ngx_http_dynamo_load_t *load,
+    ngx_atomic_int_t in_flight, ngx_atomic_int_t blocks,
+    ngx_atomic_int_t prefill);
+
+/*
+ * init_process: takes back the load of nginx processes that died (a
+ * worker killed mid-request) and claims a row for this one; exit_process
+ * frees it; reap repeats the first part, cheaply, from a timer
+ */
+void ngx_http_dynamo_shm_init_process(ngx_http_dynamo_main_conf_t *dmcf);
+void ngx_http_dynamo_shm_exit_process(ngx_http_dynamo_main_conf_t *dmcf);
+void ngx_http_dynamo_shm_reap(ngx_http_dynamo_main_conf_t *dmcf);
+
+/* the slot of a worker address if it has one, for /metrics */
+ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load_find(
     ngx_http_dynamo_main_conf_t *dmcf, u_char *name, size_t len);
 
 ngx_http_dynamo_counters_t *ngx_http_dynamo_shm_counters(

@@ -57,18 +57,64 @@ alive() {
     return 0
 }
 
-# stop_pid PIDFILE SIGNAL NAME: signal it, wait up to 10s, then SIGKILL
-stop_pid() {
-    alive "$1" || { rm -f "$1"; return 0; }
-    kill "-$2" "$pid" 2>/dev/null || true
+# pgid_of PID: its process group ("" once it is gone)
+pgid_of() {
+    { read -r st < "/proc/$1/stat"; } 2>/dev/null || return 0
+    # the fields after the command name: state, ppid, pgrp, ...
+    set -- ${st##*) }
+    echo "$3"
+}
+
+# group_alive PGID: a process of that group runs (zombies aside)
+group_alive() {
+    [ -n "$1" ] || return 1
+    kill -0 "-$1" 2>/dev/null || return 1
+    for f in /proc/[0-9]*/stat; do
+        { read -r st < "$f"; } 2>/dev/null || continue
+        set -- "$1" ${st##*) }
+        [ "$4" = "$1" ] && [ "$2" != Z ] && return 0
+    done
+    return 1
+}
+
+# gone PIDFILE PGID: neither the process nor anything of its group runs
+gone() {
+    ! alive "$1" && ! group_alive "$2"
+}
+
+# wait_gone PIDFILE PGID TENTHS
+wait_gone() {
     i=0
-    while alive "$1" && [ $i -lt 100 ]; do
+    while ! gone "$1" "$2" && [ $i -lt "$3" ]; do
         sleep 0.1
         i=$((i + 1))
     done
-    if alive "$1"; then
-        say "$3 ($pid) did not exit; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
+    gone "$1" "$2"
+}
+
+# stop_pid PIDFILE SIGNAL NAME: signal it and wait up to 10 s (nginx's QUIT
+# waits for requests in flight), then SIGTERM (fast shutdown) and wait 5 s,
+# then SIGKILL. nginx and redis daemonize with setsid() and the worker is
+# started under setsid, so each leads its own process group: the group is
+# waited for and killed too, so that no nginx worker process still draining
+# a request outlives its master.
+stop_pid() {
+    alive "$1" || { rm -f "$1"; return 0; }
+    p=$pid
+    g=$(pgid_of "$p")
+    [ "$g" = "$p" ] && [ "$g" != "$(pgid_of $$)" ] || g=
+    kill "-$2" "$p" 2>/dev/null || true
+    if ! wait_gone "$1" "$g" 100 && [ "$2" != TERM ]; then
+        say "$3 ($p) did not exit after SIG$2; sending SIGTERM"
+        kill -TERM "$p" 2>/dev/null || true
+        [ -z "$g" ] || kill -TERM "-$g" 2>/dev/null || true
+        wait_gone "$1" "$g" 50 || true
+    fi
+    if ! gone "$1" "$g"; then
+        say "$3 ($p) did not exit; killing it"
+        kill -KILL "$p" 2>/dev/null || true
+        [ -z "$g" ] || kill -KILL "-$g" 2>/dev/null || true
+        wait_gone "$1" "$g" 50 || say "$3 ($p): processes left"
     fi
     rm -f "$1"
     say "stopped $3"

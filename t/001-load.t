@@ -86,7 +86,7 @@ GET /health
 --- http_config
     dynamo_model name=stories260K path=$TEST_NGINX_MODEL_DIR block_size=16
                  context=512 alias=stories,tiny alias=story-1;
-    dynamo_model name=org/second-model:v1 path=$TEST_NGINX_MODEL_DIR;
+    dynamo_model name=org/second-model.v1 path=$TEST_NGINX_MODEL_DIR;
     dynamo_redis 127.0.0.1:6379 password=secret db=2 connect_timeout=250ms
                  timeout=2s;
     dynamo_zone dynamo 4m;
@@ -495,3 +495,86 @@ GET /health
 {"status":"ok","workers":1}
 --- no_error_log
 [emerg]
+
+
+
+=== TEST 38: dynamo_model: a name Redis cannot take as a namespace (':')
+--- http_config
+    dynamo_model name=llama3:8b path=$TEST_NGINX_MODEL_DIR;
+    dynamo_redis 127.0.0.1:6379;
+--- must_die
+--- error_log
+model name "llama3:8b" in "dynamo_model" is not a valid Redis namespace for "dynamo_redis"
+
+
+
+=== TEST 39: dynamo_model: a name too long for a Redis namespace
+--- http_config
+    dynamo_model name=mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm path=$TEST_NGINX_MODEL_DIR;
+    dynamo_redis 127.0.0.1:6379;
+--- must_die
+--- error_log
+it takes 1 to 128 printable ASCII characters
+
+
+
+=== TEST 40: dynamo_model: ':' in a name is fine without dynamo_redis
+--- http_config
+    dynamo_model name=llama3:8b path=$TEST_NGINX_MODEL_DIR;
+
+    upstream workers {
+        server 127.0.0.1:1;
+    }
+--- config
+    location / {
+        dynamo_pass workers;
+    }
+--- request
+GET /v1/models
+--- response_body_like chomp
+"id":"llama3:8b"
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 41: dynamo_buffer_size: too small for a response header
+--- config
+    location / {
+        dynamo_buffer_size 1;
+    }
+--- must_die
+--- error_log
+"dynamo_buffer_size" must be at least 256 bytes
+
+
+
+=== TEST 42: dynamo_connect_timeout: 0
+--- config
+    location / {
+        dynamo_connect_timeout 0;
+    }
+--- must_die
+--- error_log
+"dynamo_connect_timeout" directive must be greater than 0
+
+
+
+=== TEST 43: dynamo_send_timeout: 0
+--- http_config
+    dynamo_send_timeout 0s;
+--- must_die
+--- error_log
+"dynamo_send_timeout" directive must be greater than 0
+
+
+
+=== TEST 44: dynamo_read_timeout: 0
+--- http_config
+    server {
+        listen 127.0.0.1:1;
+        dynamo_read_timeout 0ms;
+    }
+--- must_die
+--- error_log
+"dynamo_read_timeout" directive must be greater than 0

@@ -77,6 +77,15 @@ subtest 'bad flags exit 2 with a message' => sub {
         [ [ '--model', $MODEL, '--block-size', '0' ], qr/--block-size/ ],
         [ [ '--model', $MODEL, '--namespace', 'a:b' ], qr/--namespace/ ],
         [ [ '--model', $MODEL, '--redis', 'localhost' ], qr/--redis/ ],
+        # routers never resolve names: the registered address is an IP
+        [ [ '--model', $MODEL, '--advertise-addr', 'localhost:8000' ],
+          qr/--advertise-addr 'localhost:8000': want an IP address/ ],
+        [ [ '--model', $MODEL, '--advertise-addr', 'worker-1' ],
+          qr/--advertise-addr 'worker-1': want an IP address/ ],
+        [ [ '--model', $MODEL, '--advertise-addr', '::1' ],
+          qr/--advertise-addr '::1': want an IP address/ ],
+        [ [ '--model', $MODEL, '--advertise-addr', '10.0.0.1:0' ],
+          qr/--advertise-addr '10.0.0.1:0'/ ],
         [ [ '--model', $MODEL, '--kv-cache-memory', '12X' ],
           qr/--kv-cache-memory/ ],
         [ [ '--model', $MODEL, '--num-workers', '2' ],
@@ -108,6 +117,22 @@ subtest '--help documents every flag' => sub {
                      threads no-prefix-caching mock-speedup mock-seed
                      num-workers log-level help)) {
         like($out, qr/^\s+--\Q$flag\E\b/m, "--$flag");
+    }
+};
+
+subtest '--advertise-addr: IP literals, the port added when missing' => sub {
+    for my $c ([ '10.1.2.3:7000', qr/^10\.1\.2\.3:7000$/ ],
+               [ '10.1.2.3', qr/^10\.1\.2\.3:(\d+)$/ ],
+               [ '[::1]', qr/^\[::1\]:(\d+)$/ ]) {
+        my $aw = start_worker('--model', $MODEL, '--engine', 'mock',
+                              '--redis', 'none', '--advertise-addr',
+                              $c->[0]);
+        my (undef, $body) = http_get($aw->{port}, '/health');
+        my $addr = JSON::PP::decode_json($body)->{addr} // '';
+        like($addr, $c->[1], "$c->[0]: registered as $addr");
+        is($1, $aw->{port}, "$c->[0]: the listener's port")
+            if $c->[0] !~ /:\d+$/ && $addr =~ $c->[1];
+        stop_worker($aw);
     }
 };
 

@@ -3,7 +3,8 @@
 # mid-stream (the client gets an error event then [DONE], no hang) and
 # mid-request (502), the client closing (the worker cancels at once),
 # `nginx -s reload` (HUP) during a stream (the stream completes), Redis
-# killed and restarted (requests keep being served).
+# killed and restarted (requests keep being served), an nginx worker
+# process killed mid-stream (its requests stop counting as in flight).
 # Mock-engine workers at half speed (about 12 ms a token) so streams last
 # (400 tokens: 5 s; the embedded model's context is 512).
 
@@ -215,6 +216,55 @@ subtest 'Redis killed and restarted: requests keep being served' => sub {
     stop_gateway($gw);
     stop_worker($_) for $w1, $w2;
     stop_own_redis($redis);
+};
+
+sub children {
+    my ($ppid) = @_;
+    my @c;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $f, '<', $stat or next;
+        my $l = <$f> // '';
+        close $f;
+        push @c, $1 if $l =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
+    }
+    return @c;
+}
+
+sub gw_in_flight {
+    my ($gw, $addr) = @_;
+    my $m = gw_get($gw, '/metrics')->{body} // '';
+    my ($v) = $m =~ /^dynamo_gateway_worker_in_flight\{worker="\Q$addr\E"\}
+                     \s(\d+)$/mx;
+    return $v;
+}
+
+subtest 'nginx worker process killed mid-stream: in-flight taken back'
+=> sub {
+    my $w = start_worker(mock_worker_args(speedup => 0.5));
+    my $addr = "127.0.0.1:$w->{port}";
+    my $gw = start_gateway(servers => [ $addr ], workers => 1);
+    my @s = map { sse_open($gw, '/v1/completions', { %$long,
+                                                     stream => JSON::PP::true })
+                } 1 .. 3;
+    is(scalar(grep { ref sse_next($_, 10) } @s), 3, 'three streams started');
+    is(gw_in_flight($gw, $addr), 3, 'in flight: 3');
+    my @pids = children(Test::Dynamo::Gateway::nginx_pid($gw));
+    is(scalar @pids, 1, 'one nginx worker process') or return;
+    kill SIGKILL, $pids[0];
+    sse_close($_) for @s;
+    ok(wait_until(sub {
+        my @now = children(Test::Dynamo::Gateway::nginx_pid($gw));
+        @now == 1 && $now[0] != $pids[0];
+    }, 10), 'the master started a new worker process');
+    ok(wait_until(sub { (gw_in_flight($gw, $addr) // -1) == 0 }, 5),
+       'in flight back to 0 within 5 s')
+        or diag('in flight: ' . (gw_in_flight($gw, $addr) // 'none'));
+    is(gw_post($gw, '/v1/completions',
+               { model => $model, prompt => 'hi', max_tokens => 2 })
+       ->{status}, 200, 'requests served after');
+    is(gw_in_flight($gw, $addr), 0, 'and in flight 0 again after them');
+    stop_gateway($gw);
+    stop_worker($w);
 };
 
 done_testing();

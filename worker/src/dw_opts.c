@@ -2,6 +2,7 @@
  * dynamo-worker: command-line parsing (getopt_long). Every value is checked
  * here so a bad flag exits 2 with a message before anything starts.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -89,7 +90,8 @@ dw_opts_usage(FILE *out)
 "  --port N                    listen port, 0 = pick a free one (8000);\n"
 "                              with --num-workers, worker i listens on\n"
 "                              port+i (or each on a picked one for 0)\n"
-"  --advertise-addr HOST[:PORT] address registered in Redis (default\n"
+"  --advertise-addr IP[:PORT]  address registered in Redis, an IP\n"
+"                              literal, [IPv6] in brackets (default\n"
 "                              host:port of the listener)\n"
 "\n"
 "Redis (KV events, registration, load):\n"
@@ -219,6 +221,55 @@ opts_bad(char *err, size_t errlen, const char *flag, const char *val,
     return -1;
 }
 
+/*
+ * --advertise-addr: an IP literal, as routers never resolve names:
+ * IPv4[:PORT] or [IPv6][:PORT]. 0 (*has_port set) or -1.
+ */
+static int
+opts_advertise(const char *a, int *has_port)
+{
+    char             host[KVR_ADDR_MAX];
+    const char      *end, *p;
+    size_t           hl;
+    uint32_t         port;
+    int              af;
+    struct in6_addr  buf;
+
+    if (a[0] == '[') {
+        end = strchr(a, ']');
+        if (end == NULL) {
+            return -1;
+        }
+        a++;
+        p = end + 1;
+        af = AF_INET6;
+    } else {
+        end = strchr(a, ':');
+        if (end == NULL) {
+            end = a + strlen(a);
+        }
+        p = end;
+        af = AF_INET;
+    }
+    hl = (size_t) (end - a);
+    if (hl == 0 || hl >= sizeof(host)) {
+        return -1;
+    }
+    memcpy(host, a, hl);
+    host[hl] = '\0';
+    if (inet_pton(af, host, &buf) != 1) {
+        return -1;
+    }
+    *has_port = (*p == ':');
+    if (*p == '\0') {
+        return 0;
+    }
+    if (*p != ':' || opts_u32(p + 1, 1, 65535, &port) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
 static int
 opts_check(dw_opts_t *o, char *err, size_t errlen)
 {
@@ -226,6 +277,7 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
     char         host[128];
     uint32_t     port;
     size_t       len;
+    int          has_port;
 
     if (o->model == NULL) {
         snprintf(err, errlen, "--model DIR is required");
@@ -249,9 +301,13 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
                  o->port, o->num_workers);
         return -1;
     }
-    if (o->advertise != NULL && o->num_workers > 1
-        && strchr(o->advertise, ':') != NULL)
+    if (o->advertise != NULL && opts_advertise(o->advertise, &has_port) != 0)
     {
+        return opts_bad(err, errlen, "advertise-addr", o->advertise,
+                        "want an IP address: IPv4[:PORT] or [IPv6][:PORT] "
+                        "(routers do not resolve host names)");
+    }
+    if (o->advertise != NULL && o->num_workers > 1 && has_port) {
         snprintf(err, errlen, "--advertise-addr with --num-workers takes a "
                  "host only (each worker adds its own port)");
         return -1;
@@ -393,7 +449,7 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
         case OPT_ADVERTISE:
             if (optarg[0] == '\0' || strlen(optarg) >= KVR_ADDR_MAX - 6) {
                 return opts_bad(err, errlen, name, optarg,
-                                "want HOST[:PORT], < 58 bytes");
+                                "want IP[:PORT], < 58 bytes");
             }
             o->advertise = optarg;
             break;

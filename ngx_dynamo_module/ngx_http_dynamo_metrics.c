@@ -196,7 +196,7 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
     ngx_uint_t                      i, j;
     ngx_array_t                     names;
     kvr_index_t                    *idx;
-    ngx_atomic_t                   *v;
+    ngx_atomic_uint_t               v;
     kvr_index_stats_t               st;
     kvr_worker_info_t              *w;
     ngx_http_dynamo_load_t         *load;
@@ -283,20 +283,19 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
                          lm->name, lm->help, lm->name, lm->type);
 
         for (i = 0; i < names.nelts; i++) {
+            /* no slot: nothing was routed there lately */
+
             load = ngx_http_dynamo_shm_load_find(dmcf, name[i].data,
                                                  name[i].len);
-            if (load == NULL) {
-                continue;
-            }
 
-            v = (ngx_atomic_t *) ((u_char *) load + lm->offset);
+            v = load ? *(ngx_atomic_t *) ((u_char *) load + lm->offset) : 0;
 
             if (last - p < NGX_HTTP_DYNAMO_METRICS_WORKER) {
                 return p;
             }
 
             p = ngx_slprintf(p, last, "%s{worker=\"%V\"} %uA\n",
-                             lm->name, &name[i], *v);
+                             lm->name, &name[i], v);
         }
     }
 

@@ -274,7 +274,7 @@ ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (keep) {
         ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
-                      "dynamo zone \"%V\": models or Redis changed, "
+                      "dynamo zone \"%V\": models changed, "
                       "indexes start empty", &shm_zone->shm.name);
     }
 

@@ -204,6 +204,9 @@ write_config() {
 
 start_nginx() {
     nginx=$(nginx_bin)
+    # nginx takes $NGINX for listening sockets inherited in a binary
+    # upgrade: set, it would neither daemonize nor open its own
+    unset NGINX
     [ -f "$module" ] || die "$module missing: build it first (make)"
 
     write_config

@@ -38,7 +38,7 @@ my %pgid;
 
 sub run_sh {
     my ($action) = @_;
-    my $out = `sh scripts/run.sh $action '$b' 2>&1`;
+    my $out = `timeout -k 5 120 sh scripts/run.sh $action '$b' 2>&1`;
     return ($? >> 8, $out);
 }
 

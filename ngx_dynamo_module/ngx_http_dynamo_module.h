@@ -213,6 +213,8 @@ ngx_int_t ngx_http_dynamo_send_error(ngx_http_request_t *r,
 ngx_int_t ngx_http_dynamo_send_oai_error(ngx_http_request_t *r,
     ngx_uint_t status, char *type, char *param, char *code,
     ngx_str_t *message);
+ngx_int_t ngx_http_dynamo_add_header(ngx_http_request_t *r, char *key,
+    ngx_str_t *value);
 ngx_int_t ngx_http_dynamo_set_allow(ngx_http_request_t *r, ngx_str_t *allow);
 size_t ngx_http_dynamo_json_escape(u_char *dst, u_char *src, size_t size);
 

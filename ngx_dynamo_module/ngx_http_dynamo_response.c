@@ -150,7 +150,7 @@ ngx_http_dynamo_json_value(u_char *p, char *s, size_t len)
 
 
 ngx_int_t
-ngx_http_dynamo_set_allow(ngx_http_request_t *r, ngx_str_t *allow)
+ngx_http_dynamo_add_header(ngx_http_request_t *r, char *key, ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 
@@ -163,10 +163,18 @@ ngx_http_dynamo_set_allow(ngx_http_request_t *r, ngx_str_t *allow)
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
-    ngx_str_set(&h->key, "Allow");
-    h->value = *allow;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value = *value;
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_dynamo_set_allow(ngx_http_request_t *r, ngx_str_t *allow)
+{
+    return ngx_http_dynamo_add_header(r, "Allow", allow);
 }
 
 

@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_dynamo_answer_error(ngx_http_request_t *r,
     ngx_str_t *param);
 static ngx_int_t ngx_http_dynamo_create_stream(ngx_http_request_t *r,
     ngx_http_dynamo_up_t *st);
+static ngx_int_t ngx_http_dynamo_json_answer(ngx_http_request_t *r,
+    ngx_http_dynamo_up_t *st, ngx_uint_t status);
 static ngx_int_t ngx_http_dynamo_input_filter_init(void *data);
 static ngx_int_t ngx_http_dynamo_input_filter(void *data, ssize_t bytes);
 static void ngx_http_dynamo_abort_request(ngx_http_request_t *r);
@@ -39,6 +41,8 @@ static u_char *ngx_http_dynamo_write_ids(u_char *p, uint32_t *ids, size_t n);
 
 
 static ngx_str_t  ngx_http_dynamo_sse_type = ngx_string("text/event-stream");
+static ngx_str_t  ngx_http_dynamo_no_cache = ngx_string("no-cache");
+static ngx_str_t  ngx_http_dynamo_no = ngx_string("no");
 static ngx_str_t  ngx_http_dynamo_json_type = ngx_string("application/json");
 
 
@@ -459,7 +463,6 @@ static ngx_int_t
 ngx_http_dynamo_headers_done(ngx_http_request_t *r, ngx_http_dynamo_up_t *st)
 {
     ngx_uint_t            status;
-    ngx_table_elt_t      *h;
     ngx_http_upstream_t  *u;
 
     u = r->upstream;
@@ -494,29 +497,15 @@ ngx_http_dynamo_headers_done(ngx_http_request_t *r, ngx_http_dynamo_up_t *st)
         r->headers_out.content_type_len = ngx_http_dynamo_sse_type.len;
         r->headers_out.content_type_lowcase = NULL;
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_dynamo_add_header(r, "Cache-Control",
+                                       &ngx_http_dynamo_no_cache)
+            != NGX_OK
+            || ngx_http_dynamo_add_header(r, "X-Accel-Buffering",
+                                          &ngx_http_dynamo_no)
+               != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Cache-Control");
-        ngx_str_set(&h->value, "no-cache");
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "X-Accel-Buffering");
-        ngx_str_set(&h->value, "no");
 
         return NGX_OK;
     }
@@ -620,16 +609,7 @@ ngx_http_dynamo_collect(ngx_http_request_t *r, ngx_http_dynamo_up_t *st)
     st->body.len = st->out.len;
     kvr_buf_reset(&st->out);
 
-    st->phase = NGX_HTTP_DYNAMO_UP_BODY;
-
-    u->headers_in.status_n = NGX_HTTP_OK;
-    u->headers_in.content_length_n = st->body.len;
-
-    r->headers_out.content_type = ngx_http_dynamo_json_type;
-    r->headers_out.content_type_len = ngx_http_dynamo_json_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    return NGX_OK;
+    return ngx_http_dynamo_json_answer(r, st, NGX_HTTP_OK);
 }
 
 
@@ -749,11 +729,25 @@ ngx_http_dynamo_answer_error(ngx_http_request_t *r, ngx_http_dynamo_up_t *st,
         (void) ngx_atomic_fetch_add(&counters->worker_failures, 1);
     }
 
-    st->phase = NGX_HTTP_DYNAMO_UP_BODY;
-
     if (!u->keepalive) {
         u->buffer.pos = u->buffer.last;
     }
+
+    return ngx_http_dynamo_json_answer(r, st, status);
+}
+
+
+/* the client's answer is st->body, a JSON document with this status */
+
+static ngx_int_t
+ngx_http_dynamo_json_answer(ngx_http_request_t *r, ngx_http_dynamo_up_t *st,
+    ngx_uint_t status)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    st->phase = NGX_HTTP_DYNAMO_UP_BODY;
 
     u->headers_in.status_n = status;
     u->headers_in.content_length_n = st->body.len;

@@ -11,7 +11,9 @@
 
 #define NGX_HTTP_DYNAMO_METRICS_SIZE   (64 * 1024)
 #define NGX_HTTP_DYNAMO_METRICS_MODEL  (4 * 1024)
-#define NGX_HTTP_DYNAMO_METRICS_WORKER 512
+/* one sample line of a per-worker family */
+#define NGX_HTTP_DYNAMO_METRICS_WORKER                                       \
+    (64 + sizeof("{worker=\"\"} \n") + KVR_ADDR_MAX + NGX_ATOMIC_T_LEN)
 
 
 typedef struct {
@@ -33,8 +35,11 @@ static ngx_int_t ngx_http_dynamo_metrics_worker(ngx_array_t *names,
     u_char *name, size_t len);
 static u_char *ngx_http_dynamo_metrics_counters(
     ngx_http_dynamo_main_conf_t *dmcf, u_char *p, u_char *last);
-static u_char *ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
-    ngx_http_dynamo_main_conf_t *dmcf, u_char *p, u_char *last);
+static ngx_int_t ngx_http_dynamo_metrics_names(ngx_http_request_t *r,
+    ngx_http_dynamo_main_conf_t *dmcf, ngx_array_t *names);
+static u_char *ngx_http_dynamo_metrics_workers(
+    ngx_http_dynamo_main_conf_t *dmcf, ngx_array_t *names, u_char *p,
+    u_char *last);
 
 
 static ngx_str_t  ngx_http_dynamo_metrics_type =
@@ -111,10 +116,12 @@ ngx_int_t
 ngx_http_dynamo_metrics_handler(ngx_http_request_t *r)
 {
     u_char                       *p, *last;
-    size_t                        size;
-    ngx_int_t                     rc;
-    ngx_str_t                     body;
-    ngx_http_dynamo_main_conf_t  *dmcf;
+    size_t                          size;
+    ngx_int_t                       rc;
+    ngx_str_t                       body;
+    ngx_array_t                     names;
+    ngx_http_dynamo_main_conf_t    *dmcf;
+    ngx_http_dynamo_load_metric_t  *lm;
 
     rc = ngx_http_discard_request_body(r);
 
@@ -142,8 +149,16 @@ ngx_http_dynamo_metrics_handler(ngx_http_request_t *r)
                                     &ngx_http_dynamo_metrics_static);
     }
 
+    if (ngx_http_dynamo_metrics_names(r, dmcf, &names) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     size = NGX_HTTP_DYNAMO_METRICS_SIZE
            + dmcf->models.nelts * NGX_HTTP_DYNAMO_METRICS_MODEL;
+
+    for (lm = ngx_http_dynamo_load_metrics; lm->name; lm++) {
+        size += names.nelts * NGX_HTTP_DYNAMO_METRICS_WORKER;
+    }
 
     body.data = ngx_pnalloc(r->pool, size);
     if (body.data == NULL) {
@@ -156,7 +171,7 @@ ngx_http_dynamo_metrics_handler(ngx_http_request_t *r)
                    ngx_http_dynamo_metrics_static.len);
 
     p = ngx_http_dynamo_metrics_counters(dmcf, p, last);
-    p = ngx_http_dynamo_metrics_workers(r, dmcf, p, last);
+    p = ngx_http_dynamo_metrics_workers(dmcf, &names, p, last);
     p = ngx_http_dynamo_shm_metrics(dmcf, p, last);
 
     body.len = p - body.data;
@@ -187,26 +202,23 @@ ngx_http_dynamo_metrics_counters(ngx_http_dynamo_main_conf_t *dmcf, u_char *p,
 }
 
 
-static u_char *
-ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
-    ngx_http_dynamo_main_conf_t *dmcf, u_char *p, u_char *last)
+/* every worker address the router knows: server lines and registries */
+
+static ngx_int_t
+ngx_http_dynamo_metrics_names(ngx_http_request_t *r,
+    ngx_http_dynamo_main_conf_t *dmcf, ngx_array_t *names)
 {
     size_t                          nw, k;
-    ngx_str_t                      *name;
     ngx_uint_t                      i, j;
-    ngx_array_t                     names;
     kvr_index_t                    *idx;
-    ngx_atomic_uint_t               v;
     kvr_index_stats_t               st;
     kvr_worker_info_t              *w;
-    ngx_http_dynamo_load_t         *load;
     ngx_http_dynamo_server_t       *s;
     ngx_http_upstream_server_t     *us;
     ngx_http_dynamo_srv_conf_t    **up;
-    ngx_http_dynamo_load_metric_t  *lm;
 
-    if (ngx_array_init(&names, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
-        return p;
+    if (ngx_array_init(names, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     up = dmcf->upstreams.elts;
@@ -215,11 +227,11 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
         s = up[i]->servers.elts;
 
         for (j = 0; j < up[i]->servers.nelts; j++) {
-            if (ngx_http_dynamo_metrics_worker(&names, s[j].name.data,
+            if (ngx_http_dynamo_metrics_worker(names, s[j].name.data,
                                                s[j].name.len)
                 != NGX_OK)
             {
-                return p;
+                return NGX_ERROR;
             }
         }
 
@@ -231,12 +243,12 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
 
         for (j = 0; j < up[i]->upstream->servers->nelts; j++) {
             for (k = 0; k < us[j].naddrs; k++) {
-                if (ngx_http_dynamo_metrics_worker(&names,
+                if (ngx_http_dynamo_metrics_worker(names,
                                                    us[j].addrs[k].name.data,
                                                    us[j].addrs[k].name.len)
                     != NGX_OK)
                 {
-                    return p;
+                    return NGX_ERROR;
                 }
             }
         }
@@ -255,7 +267,7 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
 
         w = ngx_palloc(r->pool, nw * sizeof(kvr_worker_info_t));
         if (w == NULL) {
-            return p;
+            return NGX_ERROR;
         }
 
         nw = kvr_index_workers(idx, w, nw);
@@ -263,26 +275,40 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
         for (k = 0; k < nw; k++) {
             w[k].addr[KVR_ADDR_MAX - 1] = '\0';
 
-            if (ngx_http_dynamo_metrics_worker(&names, (u_char *) w[k].addr,
+            if (ngx_http_dynamo_metrics_worker(names, (u_char *) w[k].addr,
                                                ngx_strlen(w[k].addr))
                 != NGX_OK)
             {
-                return p;
+                return NGX_ERROR;
             }
         }
     }
 
-    if (names.nelts == 0) {
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_dynamo_metrics_workers(ngx_http_dynamo_main_conf_t *dmcf,
+    ngx_array_t *names, u_char *p, u_char *last)
+{
+    ngx_str_t                      *name;
+    ngx_uint_t                      i;
+    ngx_atomic_uint_t               v;
+    ngx_http_dynamo_load_t         *load;
+    ngx_http_dynamo_load_metric_t  *lm;
+
+    if (names->nelts == 0) {
         return p;
     }
 
-    name = names.elts;
+    name = names->elts;
 
     for (lm = ngx_http_dynamo_load_metrics; lm->name; lm++) {
         p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s %s\n",
                          lm->name, lm->help, lm->name, lm->type);
 
-        for (i = 0; i < names.nelts; i++) {
+        for (i = 0; i < names->nelts; i++) {
             /* no slot: nothing was routed there lately */
 
             load = ngx_http_dynamo_shm_load_find(dmcf, name[i].data,
@@ -290,7 +316,7 @@ ngx_http_dynamo_metrics_workers(ngx_http_request_t *r,
 
             v = load ? *(ngx_atomic_t *) ((u_char *) load + lm->offset) : 0;
 
-            if (last - p < NGX_HTTP_DYNAMO_METRICS_WORKER) {
+            if ((size_t) (last - p) < NGX_HTTP_DYNAMO_METRICS_WORKER) {
                 return p;
             }
 

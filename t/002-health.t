@@ -381,3 +381,22 @@ GET /p/health
 --- response_body_like: 500 Internal Server Error
 --- error_log
 dynamo_upstream "workers" used outside dynamo_pass
+
+
+
+=== TEST 25: /metrics with a thousand workers is whole (no cut family or line)
+--- http_config eval
+"    dynamo_model name=stories260K path=\$TEST_NGINX_MODEL_DIR;
+    upstream workers {
+        dynamo_upstream round_robin;
+" . join("", map { "        server 127.0.0.2:$_;\n" } 1 .. 1030) . "    }\n"
+--- config
+    location = /metrics {
+        dynamo_metrics;
+    }
+--- request
+GET /metrics
+--- response_body_like chomp
+dynamo_gateway_worker_failures_total\{worker="127\.0\.0\.2:1030"\} 0\n[\s\S]*dynamo_redis_disconnects_total\{model="stories260K"\} 0\n\z
+--- no_error_log
+[error]

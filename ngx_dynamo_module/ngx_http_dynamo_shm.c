@@ -14,7 +14,7 @@
 
 
 #define NGX_HTTP_DYNAMO_SHM_MAGIC       0x31766f6d616e7964ULL  /* dynamov1 */
-#define NGX_HTTP_DYNAMO_SHM_VERSION     1
+#define NGX_HTTP_DYNAMO_SHM_VERSION     2
 #define NGX_HTTP_DYNAMO_SHM_NAME_LEN    256
 #define NGX_HTTP_DYNAMO_SHM_WORKERS     64
 #define NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS  1024
@@ -37,10 +37,14 @@ typedef struct {
 /*
  * the indexes of one configuration: a reload that changes the models lays
  * out a new generation next to the running one, which stays intact until
- * the next change of the models (the reload may fail)
+ * the next change of the models (the reload may fail); each generation
+ * has its own region, reserved when the zone is created and never freed,
+ * so that layouts cannot fragment the zone
  */
 typedef struct {
     ngx_atomic_t                    stamp;      /* its layout; 0: free */
+    u_char                         *region;     /* model table, indexes */
+    size_t                          region_len;
     ngx_uint_t                      nmodels;
     ngx_http_dynamo_shm_model_t    *models;
     size_t                          redis_len;  /* the indexes' source */
@@ -58,6 +62,8 @@ typedef struct {
     ngx_http_dynamo_load_t          load[NGX_HTTP_DYNAMO_LOAD_SLOTS];
     ngx_atomic_t                    load_used;  /* slots with an address */
     ngx_atomic_t                    load_warned;  /* ngx_time() */
+    ngx_atomic_t                    load_reclaimed;  /* ngx_time() of the
+                                                       last reclaim try */
     ngx_atomic_t                    row_pid[NGX_HTTP_DYNAMO_LOAD_ROWS];
                                                 /* 0: free */
     size_t                          index_pages;  /* a generation's share */
@@ -82,8 +88,7 @@ static ngx_uint_t ngx_http_dynamo_shm_same_models(
     ngx_http_dynamo_shm_gen_t *gen, ngx_http_dynamo_main_conf_t *dmcf);
 static ngx_int_t ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
     ngx_http_dynamo_shm_t *sh, ngx_http_dynamo_shm_gen_t *keep);
-static void ngx_http_dynamo_shm_free_gen(ngx_slab_pool_t *shpool,
-    ngx_http_dynamo_shm_gen_t *gen);
+static void ngx_http_dynamo_shm_free_gen(ngx_http_dynamo_shm_gen_t *gen);
 static ngx_uint_t ngx_http_dynamo_shm_workers(
     ngx_http_dynamo_main_conf_t *dmcf);
 static void ngx_http_dynamo_shm_redis(ngx_http_dynamo_main_conf_t *dmcf,
@@ -103,9 +108,14 @@ static ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load_claim_locked(
 static ngx_uint_t ngx_http_dynamo_shm_load_reclaim(ngx_http_dynamo_shm_t *sh);
 static void ngx_http_dynamo_shm_take_back(ngx_http_dynamo_shm_t *sh,
     ngx_uint_t r);
+static ngx_int_t ngx_http_dynamo_shm_claim_row(ngx_http_dynamo_shm_t *sh);
 
 
-static ngx_int_t  ngx_http_dynamo_shm_row = -1;
+static ngx_int_t               ngx_http_dynamo_shm_row = -1;
+static ngx_http_dynamo_shm_t  *ngx_http_dynamo_shm_row_sh;
+static time_t                  ngx_http_dynamo_shm_row_tried;
+static ngx_atomic_int_t        ngx_http_dynamo_shm_in_flight;  /* this
+                                                         process's requests */
 
 
 static ngx_http_dynamo_load_t  ngx_http_dynamo_load_full = {
@@ -143,21 +153,24 @@ ngx_http_dynamo_shm_add(ngx_conf_t *cf, ngx_http_dynamo_main_conf_t *dmcf)
     }
 
     /*
-     * the smallest useful layout: header and load table, the model table,
-     * and per model an index of NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS blocks; the
-     * slab allocator keeps a page descriptor per page and a few pages
+     * the smallest useful layout: header and load table, and two regions
+     * (see init_zone) of the model table and per model an index of
+     * NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS blocks; the slab allocator keeps a
+     * page descriptor per page and a few pages
      */
 
     cfg.max_workers = ngx_http_dynamo_shm_workers(dmcf);
     cfg.max_blocks = NGX_HTTP_DYNAMO_SHM_MIN_BLOCKS;
 
-    /* two generations of indexes fit: see init_zone */
-
     need = ngx_http_dynamo_shm_pages(sizeof(ngx_http_dynamo_shm_t))
            + NGX_HTTP_DYNAMO_SHM_SPARE * ngx_pagesize
-           + NGX_HTTP_DYNAMO_SHM_GENS * dmcf->models.nelts
-             * (ngx_http_dynamo_shm_pages(kvr_index_size(&cfg) + 64)
-                + ngx_pagesize);
+           + NGX_HTTP_DYNAMO_SHM_GENS
+             * ngx_http_dynamo_shm_pages(
+                   ngx_align(dmcf->models.nelts
+                             * sizeof(ngx_http_dynamo_shm_model_t), 64)
+                   + dmcf->models.nelts
+                     * ngx_align(kvr_index_size(&cfg) + 64, 64)
+                   + 64);
 
     size = dmcf->shm_zone->shm.size;
     usable = size - size / ngx_pagesize * sizeof(ngx_slab_page_t)
@@ -194,6 +207,7 @@ ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_dynamo_shm_ctx_t  *octx = data;
 
     ngx_int_t                   rc;
+    ngx_uint_t                  i;
     ngx_slab_pool_t            *shpool;
     ngx_http_dynamo_shm_t      *sh;
     ngx_http_dynamo_shm_gen_t  *keep;
@@ -233,7 +247,7 @@ ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         sh->size = sizeof(ngx_http_dynamo_shm_t);
         sh->model_size = sizeof(ngx_http_dynamo_shm_model_t);
 
-        /* each generation of indexes gets half of the rest */
+        /* each generation of indexes gets half of the rest, for good */
 
         if (shpool->pfree < NGX_HTTP_DYNAMO_SHM_SPARE + 4) {
             goto nomem;
@@ -241,6 +255,15 @@ ngx_http_dynamo_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         sh->index_pages = (shpool->pfree - NGX_HTTP_DYNAMO_SHM_SPARE)
                           / NGX_HTTP_DYNAMO_SHM_GENS;
+
+        for (i = 0; i < NGX_HTTP_DYNAMO_SHM_GENS; i++) {
+            sh->gen[i].region_len = sh->index_pages * ngx_pagesize;
+            sh->gen[i].region = ngx_slab_alloc(shpool,
+                                               sh->gen[i].region_len);
+            if (sh->gen[i].region == NULL) {
+                goto nomem;
+            }
+        }
 
         shpool->data = sh;
         shpool->log_nomem = 0;
@@ -339,24 +362,22 @@ ngx_http_dynamo_shm_same_models(ngx_http_dynamo_shm_gen_t *gen,
 /*
  * under the lock: frees the generations no running configuration uses
  * (the one before the running one, or one of a reload that failed) and
- * lays the new one out in the space they leave
+ * lays the new one out in the region of one of them
  */
 
 static ngx_int_t
 ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
     ngx_http_dynamo_shm_t *sh, ngx_http_dynamo_shm_gen_t *keep)
 {
-    size_t                        len;
+    size_t                        len, tlen;
     ngx_str_t                     url;
-    ngx_uint_t                    i, n, pages, stamp;
-    ngx_slab_pool_t              *shpool;
+    ngx_uint_t                    i, n, stamp;
     ngx_http_dynamo_model_t      *m;
     ngx_http_dynamo_shm_ctx_t    *ctx;
     ngx_http_dynamo_shm_gen_t    *gen;
     ngx_http_dynamo_shm_model_t  *sm;
     ngx_http_dynamo_main_conf_t  *dmcf;
 
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     ctx = shm_zone->data;
     dmcf = ctx->dmcf;
     n = dmcf->models.nelts;
@@ -368,7 +389,7 @@ ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
             continue;
         }
 
-        ngx_http_dynamo_shm_free_gen(shpool, &sh->gen[i]);
+        ngx_http_dynamo_shm_free_gen(&sh->gen[i]);
 
         if (gen == NULL) {
             gen = &sh->gen[i];
@@ -383,22 +404,20 @@ ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
     ngx_memcpy(gen->redis, url.data, url.len);
 
     if (n) {
-        sm = ngx_slab_calloc_locked(shpool,
-                                    n * sizeof(ngx_http_dynamo_shm_model_t));
-        if (sm == NULL) {
+        /* the model table, then the indexes in equal 64-byte aligned parts */
+
+        tlen = ngx_align(n * sizeof(ngx_http_dynamo_shm_model_t), 64);
+
+        if (gen->region == NULL || gen->region_len < tlen + n * 128) {
             goto nomem;
         }
+
+        sm = (ngx_http_dynamo_shm_model_t *) gen->region;
+        ngx_memzero(sm, tlen);
 
         gen->models = sm;
 
-        /* the generation's share goes to the indexes, in equal pages */
-
-        pages = ngx_min(sh->index_pages, shpool->pfree) / n;
-        if (pages < 2) {
-            goto nomem;
-        }
-
-        len = (pages - 1) * ngx_pagesize;
+        len = (gen->region_len - tlen) / n & ~((size_t) 63);
         m = dmcf->models.elts;
 
         for (i = 0; i < n; i++) {
@@ -415,10 +434,7 @@ ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
                 goto nomem;
             }
 
-            sm[i].mem = ngx_slab_alloc_locked(shpool, len);
-            if (sm[i].mem == NULL) {
-                goto nomem;
-            }
+            sm[i].mem = gen->region + tlen + i * len;
 
             gen->nmodels = i + 1;
 
@@ -445,7 +461,7 @@ ngx_http_dynamo_shm_layout(ngx_shm_zone_t *shm_zone,
 
 nomem:
 
-    ngx_http_dynamo_shm_free_gen(shpool, gen);
+    ngx_http_dynamo_shm_free_gen(gen);
 
     ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                   "zone \"%V\" of \"dynamo_zone\" is too small for "
@@ -455,36 +471,19 @@ nomem:
 }
 
 
-static void
-ngx_http_dynamo_shm_free_gen(ngx_slab_pool_t *shpool,
-    ngx_http_dynamo_shm_gen_t *gen)
-{
-    ngx_uint_t                    i, n;
-    ngx_http_dynamo_shm_model_t  *sm;
+/* its region stays reserved for the generation laid out there next */
 
+static void
+ngx_http_dynamo_shm_free_gen(ngx_http_dynamo_shm_gen_t *gen)
+{
     /* its readers, if any are left, see their stamp gone */
 
     gen->stamp = 0;
     ngx_memory_barrier();
 
-    sm = gen->models;
-    n = gen->nmodels;
-
     gen->nmodels = 0;
     gen->models = NULL;
     gen->redis_len = 0;
-
-    if (sm == NULL) {
-        return;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (sm[i].mem) {
-            ngx_slab_free_locked(shpool, sm[i].mem);
-        }
-    }
-
-    ngx_slab_free_locked(shpool, sm);
 }
 
 
@@ -671,6 +670,10 @@ ngx_http_dynamo_load_t *
 ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
     size_t len)
 {
+    time_t                   now;
+    ngx_uint_t               n;
+    ngx_atomic_uint_t        last;
+    ngx_slab_pool_t         *shpool;
     ngx_http_dynamo_shm_t   *sh;
     ngx_http_dynamo_load_t  *slot;
 
@@ -683,11 +686,37 @@ ngx_http_dynamo_shm_load(ngx_http_dynamo_main_conf_t *dmcf, u_char *name,
                                 ngx_http_dynamo_shm_load_hash(name, len),
                                 name, len);
 
-    if (slot == NULL && sh->load_used >= NGX_HTTP_DYNAMO_LOAD_SLOTS) {
-        return &ngx_http_dynamo_load_full;
+    if (slot || sh->load_used < NGX_HTTP_DYNAMO_LOAD_SLOTS) {
+        return slot;
     }
 
-    return slot;
+    /*
+     * the table is full: idle slots may have become reclaimable since; one
+     * process a second looks, so that a new worker gets a slot when picked
+     */
+
+    now = ngx_time();
+    last = sh->load_reclaimed;
+
+    if ((time_t) last != now
+        && ngx_atomic_cmp_set(&sh->load_reclaimed, last, now))
+    {
+        shpool = (ngx_slab_pool_t *) dmcf->shm_zone->shm.addr;
+
+        ngx_shmtx_lock(&shpool->mutex);
+        n = ngx_http_dynamo_shm_load_reclaim(sh);
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (n) {
+            return NULL;
+        }
+    }
+
+    if (sh->load_used < NGX_HTTP_DYNAMO_LOAD_SLOTS) {
+        return NULL;
+    }
+
+    return &ngx_http_dynamo_load_full;
 }
 
 
@@ -864,6 +893,17 @@ ngx_http_dynamo_shm_load_add(ngx_http_dynamo_load_t *load,
     (void) ngx_atomic_fetch_add(&load->blocks, blocks);
     (void) ngx_atomic_fetch_add(&load->prefill, prefill);
 
+    /* a row claimed late only while nothing of this process is in flight */
+
+    if (ngx_http_dynamo_shm_row < 0
+        && ngx_http_dynamo_shm_in_flight == 0
+        && ngx_http_dynamo_shm_row_sh)
+    {
+        (void) ngx_http_dynamo_shm_claim_row(ngx_http_dynamo_shm_row_sh);
+    }
+
+    ngx_http_dynamo_shm_in_flight += in_flight;
+
     if (ngx_http_dynamo_shm_row < 0) {
         return;
     }
@@ -881,7 +921,6 @@ ngx_http_dynamo_shm_load_add(ngx_http_dynamo_load_t *load,
 void
 ngx_http_dynamo_shm_init_process(ngx_http_dynamo_main_conf_t *dmcf)
 {
-    ngx_uint_t              r;
     ngx_http_dynamo_shm_t  *sh;
 
     if (ngx_http_dynamo_shm_row >= 0) {
@@ -895,17 +934,45 @@ ngx_http_dynamo_shm_init_process(ngx_http_dynamo_main_conf_t *dmcf)
 
     ngx_http_dynamo_shm_reap(dmcf);
 
-    for (r = 0; r < NGX_HTTP_DYNAMO_LOAD_ROWS; r++) {
-        if (ngx_atomic_cmp_set(&sh->row_pid[r], 0, ngx_pid)) {
-            ngx_http_dynamo_shm_row = r;
-            return;
-        }
+    ngx_http_dynamo_shm_row_sh = sh;
+    ngx_http_dynamo_shm_row_tried = 0;
+
+    if (ngx_http_dynamo_shm_claim_row(sh) == NGX_OK) {
+        return;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "dynamo zone \"%V\": more than %d nginx processes, "
-                  "the load of this one is not taken back if it dies",
-                  &dmcf->shm_zone->shm.name, NGX_HTTP_DYNAMO_LOAD_ROWS);
+                  "the load of this one is not taken back if it dies "
+                  "until a row is free", &dmcf->shm_zone->shm.name,
+                  NGX_HTTP_DYNAMO_LOAD_ROWS);
+}
+
+
+/* claims a free row for this process, at most one try a second */
+
+static ngx_int_t
+ngx_http_dynamo_shm_claim_row(ngx_http_dynamo_shm_t *sh)
+{
+    time_t      now;
+    ngx_uint_t  r;
+
+    now = ngx_time();
+
+    if (ngx_http_dynamo_shm_row_tried == now) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_dynamo_shm_row_tried = now;
+
+    for (r = 0; r < NGX_HTTP_DYNAMO_LOAD_ROWS; r++) {
+        if (ngx_atomic_cmp_set(&sh->row_pid[r], 0, ngx_pid)) {
+            ngx_http_dynamo_shm_row = r;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -914,6 +981,8 @@ ngx_http_dynamo_shm_exit_process(ngx_http_dynamo_main_conf_t *dmcf)
 {
     ngx_slab_pool_t        *shpool;
     ngx_http_dynamo_shm_t  *sh;
+
+    ngx_http_dynamo_shm_row_sh = NULL;
 
     sh = ngx_http_dynamo_shm_load_sh(dmcf, 1);
 
@@ -967,6 +1036,13 @@ ngx_http_dynamo_shm_reap(ngx_http_dynamo_main_conf_t *dmcf)
         }
 
         ngx_shmtx_unlock(&shpool->mutex);
+    }
+
+    if (ngx_http_dynamo_shm_row < 0
+        && ngx_http_dynamo_shm_in_flight == 0
+        && ngx_http_dynamo_shm_row_sh == sh)
+    {
+        (void) ngx_http_dynamo_shm_claim_row(sh);
     }
 }
 

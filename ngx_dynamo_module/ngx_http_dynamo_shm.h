@@ -25,7 +25,7 @@
                                                     may be reclaimed */
 #define NGX_HTTP_DYNAMO_LOAD_TOMB       ((ngx_atomic_uint_t) -1)
 #define NGX_HTTP_DYNAMO_LOAD_FULL       ((ngx_atomic_uint_t) 1 << 32)
-#define NGX_HTTP_DYNAMO_LOAD_ROWS       16       /* nginx processes whose
+#define NGX_HTTP_DYNAMO_LOAD_ROWS       64       /* nginx processes whose
                                                     share is kept apart */
 
 
@@ -103,7 +103,9 @@ kvr_index_t *ngx_http_dynamo_shm_index(ngx_http_dynamo_main_conf_t *dmcf,
  * the load of a worker address, for routing; claims nothing: NULL when the
  * address has no slot (nothing in flight there), a placeholder of maximal
  * load (LOAD_FULL blocks and prefill) when it has none because the table is
- * full, so that a worker without accounting never looks idle
+ * full, so that a worker without accounting never looks idle; then, once a
+ * second across processes, idle slots are reclaimed, and NULL is returned
+ * if that freed one
  */
 ngx_http_dynamo_load_t *ngx_http_dynamo_shm_load(
     ngx_http_dynamo_main_conf_t *dmcf, u_char *name, size_t len);

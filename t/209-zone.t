@@ -13,7 +13,14 @@
 #     (NOAUTH), 1 once a sync command succeeded;
 #   - removing dynamo_redis on reload clears the index of its workers;
 #   - a reload that changes the models and then fails (a listen on a busy
-#     port) leaves the running index and its Redis sync intact.
+#     port) leaves the running index and its Redis sync intact;
+#   - reloads that change the models again and again (3 models, 2, 1, 1
+#     with another block size, 2, 3) are all accepted: each lays out its
+#     indexes in the region the running ones do not use, so the zone does
+#     not fragment;
+#   - nginx processes started by a reload while the old ones still hold
+#     the load rows get one as soon as the old ones are gone: killing
+#     them all mid-request leaves no load in flight behind.
 
 use strict;
 use warnings;
@@ -22,6 +29,7 @@ use lib 't/lib';
 use Test::More;
 use Time::HiRes qw(sleep time);
 use IO::Socket::INET;
+use POSIX qw(SIGKILL);
 use Test::Dynamo::Gateway qw(:all);
 
 my $model = 'stories260K';
@@ -213,6 +221,102 @@ subtest 'a failed reload that changed the models keeps the index' => sub {
     stop_gateway($gw);
     stop_worker($_) for @w;
     stop_own_redis($redis);
+};
+
+subtest 'reloads that change the models are all accepted' => sub {
+    my $redis = start_own_redis();
+    my $rp = $redis->{port};
+    my $dir = Test::Dynamo::Gateway::model_dir();
+    my $w = start_worker(mock_worker_args(redis => "127.0.0.1:$rp"));
+    my $models = sub {
+        my ($n, $bs) = @_;
+        my @names = ($model, map { "m$_" } 2 .. $n);
+        return (join('', map { "    dynamo_model name=$_ path=$dir"
+                               . " block_size=$bs;\n" } @names), @names);
+    };
+    my ($text, @names) = $models->(3, 16);
+    my $gw = start_gateway(redis => $rp, models => $text,
+                           servers => [ "127.0.0.1:$w->{port}" ]);
+    my $first = 1;
+    for my $step ([ 3, 16 ], [ 2, 16 ], [ 1, 16 ], [ 1, 32 ], [ 2, 16 ],
+                  [ 3, 32 ])
+    {
+        my ($n, $bs) = @$step;
+        ($text, @names) = $models->($n, $bs);
+        reload_gateway($gw, models => $text) if !$first;
+        $first = 0;
+        my $want = join ',', sort @names;
+        my $got;
+        wait_until(sub {
+            my $m = gw_get($gw, '/metrics')->{body} // '';
+            $got = join ',', sort
+                   $m =~ /^dynamo_router_index_blocks\{model="([^"]+)"\}/mg;
+            $got eq $want;
+        }, 5);
+        is($got, $want, "$n model(s), block size $bs: an index each");
+        ok(wait_until(sub {
+            (metric($gw, 'dynamo_router_workers') // 0) == 1 }, 10),
+           "$n model(s), block size $bs: the worker is indexed");
+        is(gw_post($gw, '/v1/completions',
+                   { model => $model, prompt => 'hi', max_tokens => 2 })
+           ->{status}, 200, "$n model(s), block size $bs: served");
+    }
+    unlike(error_log_text($gw), qr/too small|\[(emerg|alert|crit)\]/,
+           'no reload refused, no alert/crit');
+    stop_gateway($gw);
+    stop_worker($w);
+    stop_own_redis($redis);
+};
+
+sub children {
+    my ($ppid) = @_;
+    my @c;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $f, '<', $stat or next;
+        my $l = <$f> // '';
+        close $f;
+        push @c, $1 if $l =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
+    }
+    return @c;
+}
+
+sub in_flight {
+    my ($gw, $addr) = @_;
+    my $m = gw_get($gw, '/metrics')->{body} // '';
+    my ($v) = $m =~ /^dynamo_gateway_worker_in_flight
+                     \{worker="\Q$addr\E"\}\s(\d+)$/mx;
+    return $v;
+}
+
+subtest 'processes of a reload claim a load row once one is free' => sub {
+    my $w = start_worker(mock_worker_args(speedup => 0.5));
+    my $addr = "127.0.0.1:$w->{port}";
+    my $gw = start_gateway(servers => [ $addr ], workers => 40);
+    my @old = children(Test::Dynamo::Gateway::nginx_pid($gw));
+    reload_gateway($gw);
+    ok(wait_until(sub {
+        my %o = map { $_ => 1 } @old;
+        my @c = children(Test::Dynamo::Gateway::nginx_pid($gw));
+        @c == 40 && !grep { $o{$_} } @c;
+    }, 10), 'the 40 old processes are gone');
+    my $rowless = () = error_log_text($gw) =~ /more than 64 nginx processes/g;
+    diag("processes of the reload started without a row: $rowless");
+    sleep 1.2;
+    my @s = map { sse_open($gw, '/v1/completions',
+                           { model => $model, prompt => "once $_",
+                             max_tokens => 400,
+                             ignore_eos => JSON::PP::true,
+                             stream => JSON::PP::true }) } 1 .. 60;
+    my $started = grep { ref sse_next($_, 10) } @s;
+    is($started, 60, '60 streams started');
+    ok((in_flight($gw, $addr) // 0) > 0, 'load in flight');
+    kill SIGKILL, children(Test::Dynamo::Gateway::nginx_pid($gw));
+    sse_close($_) for @s;
+    ok(wait_until(sub { (in_flight($gw, $addr) // -1) == 0 }, 5),
+       'in flight back to 0 after every nginx process was killed')
+        or diag('in flight: ' . (in_flight($gw, $addr) // 'none'));
+    stop_gateway($gw);
+    stop_worker($w);
 };
 
 done_testing();

@@ -214,7 +214,6 @@ ngx_http_dynamo_metrics_names(ngx_http_request_t *r,
     kvr_index_stats_t               st;
     kvr_worker_info_t              *w;
     ngx_http_dynamo_server_t       *s;
-    ngx_http_upstream_server_t     *us;
     ngx_http_dynamo_srv_conf_t    **up;
 
     if (ngx_array_init(names, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
@@ -232,24 +231,6 @@ ngx_http_dynamo_metrics_names(ngx_http_request_t *r,
                 != NGX_OK)
             {
                 return NGX_ERROR;
-            }
-        }
-
-        if (up[i]->servers.nelts || up[i]->upstream->servers == NULL) {
-            continue;
-        }
-
-        us = up[i]->upstream->servers->elts;
-
-        for (j = 0; j < up[i]->upstream->servers->nelts; j++) {
-            for (k = 0; k < us[j].naddrs; k++) {
-                if (ngx_http_dynamo_metrics_worker(names,
-                                                   us[j].addrs[k].name.data,
-                                                   us[j].addrs[k].name.len)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
             }
         }
     }

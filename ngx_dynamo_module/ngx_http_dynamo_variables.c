@@ -11,6 +11,10 @@
 #include "ngx_http_dynamo_module.h"
 
 
+static ngx_http_dynamo_pick_t *ngx_http_dynamo_variable_pick(
+    ngx_http_request_t *r);
+static void ngx_http_dynamo_variable_str(ngx_http_variable_value_t *v,
+    ngx_str_t *s);
 static ngx_int_t ngx_http_dynamo_variable_worker(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_dynamo_variable_empty(ngx_http_request_t *r,
@@ -81,24 +85,37 @@ ngx_http_dynamo_add_variables(ngx_conf_t *cf)
 }
 
 
-static ngx_int_t
-ngx_http_dynamo_variable_worker(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
+/* the worker in use, or NULL before routing and outside dynamo_pass */
+
+static ngx_http_dynamo_pick_t *
+ngx_http_dynamo_variable_pick(ngx_http_request_t *r)
 {
     ngx_http_dynamo_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_dynamo_module);
 
     if (ctx == NULL || ctx->picks == NULL || ctx->pick >= ctx->npicks) {
+        return NULL;
+    }
+
+    return &ctx->picks[ctx->pick];
+}
+
+
+static ngx_int_t
+ngx_http_dynamo_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_dynamo_pick_t  *pick;
+
+    pick = ngx_http_dynamo_variable_pick(r);
+
+    if (pick == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->len = ctx->picks[ctx->pick].name.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = ctx->picks[ctx->pick].name.data;
+    ngx_http_dynamo_variable_str(v, &pick->name);
 
     return NGX_OK;
 }
@@ -118,17 +135,16 @@ static ngx_int_t
 ngx_http_dynamo_variable_overlap(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_http_dynamo_ctx_t  *ctx;
+    ngx_http_dynamo_pick_t  *pick;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_dynamo_module);
+    pick = ngx_http_dynamo_variable_pick(r);
 
-    if (ctx == NULL || ctx->picks == NULL || ctx->pick >= ctx->npicks) {
+    if (pick == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    return ngx_http_dynamo_variable_number(r, v,
-                                       ctx->picks[ctx->pick].overlap_blocks);
+    return ngx_http_dynamo_variable_number(r, v, pick->overlap_blocks);
 }
 
 
@@ -165,11 +181,7 @@ ngx_http_dynamo_variable_model(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = ctx->model->name.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = ctx->model->name.data;
+    ngx_http_dynamo_variable_str(v, &ctx->model->name);
 
     return NGX_OK;
 }
@@ -179,18 +191,29 @@ static ngx_int_t
 ngx_http_dynamo_variable_number(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, ngx_uint_t n)
 {
-    u_char  *p;
+    u_char     *p;
+    ngx_str_t   str;
 
     p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%ui", n) - p;
+    str.data = p;
+    str.len = ngx_sprintf(p, "%ui", n) - p;
+
+    ngx_http_dynamo_variable_str(v, &str);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_dynamo_variable_str(ngx_http_variable_value_t *v, ngx_str_t *s)
+{
+    v->len = s->len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
-    v->data = p;
-
-    return NGX_OK;
+    v->data = s->data;
 }

@@ -218,25 +218,6 @@ subtest 'Redis killed and restarted: requests keep being served' => sub {
     stop_own_redis($redis);
 };
 
-sub children {
-    my ($ppid) = @_;
-    my @c;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $f, '<', $stat or next;
-        my $l = <$f> // '';
-        close $f;
-        push @c, $1 if $l =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
-    }
-    return @c;
-}
-
-sub gw_in_flight {
-    my ($gw, $addr) = @_;
-    my $m = gw_get($gw, '/metrics')->{body} // '';
-    my ($v) = $m =~ /^dynamo_gateway_worker_in_flight\{worker="\Q$addr\E"\}
-                     \s(\d+)$/mx;
-    return $v;
-}
 
 subtest 'nginx worker process killed mid-stream: in-flight taken back'
 => sub {
@@ -248,12 +229,12 @@ subtest 'nginx worker process killed mid-stream: in-flight taken back'
                 } 1 .. 3;
     is(scalar(grep { ref sse_next($_, 10) } @s), 3, 'three streams started');
     is(gw_in_flight($gw, $addr), 3, 'in flight: 3');
-    my @pids = children(Test::Dynamo::Gateway::nginx_pid($gw));
+    my @pids = nginx_workers($gw);
     is(scalar @pids, 1, 'one nginx worker process') or return;
     kill SIGKILL, $pids[0];
     sse_close($_) for @s;
     ok(wait_until(sub {
-        my @now = children(Test::Dynamo::Gateway::nginx_pid($gw));
+        my @now = nginx_workers($gw);
         @now == 1 && $now[0] != $pids[0];
     }, 10), 'the master started a new worker process');
     ok(wait_until(sub { (gw_in_flight($gw, $addr) // -1) == 0 }, 5),

@@ -268,35 +268,16 @@ subtest 'reloads that change the models are all accepted' => sub {
     stop_own_redis($redis);
 };
 
-sub children {
-    my ($ppid) = @_;
-    my @c;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $f, '<', $stat or next;
-        my $l = <$f> // '';
-        close $f;
-        push @c, $1 if $l =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
-    }
-    return @c;
-}
-
-sub in_flight {
-    my ($gw, $addr) = @_;
-    my $m = gw_get($gw, '/metrics')->{body} // '';
-    my ($v) = $m =~ /^dynamo_gateway_worker_in_flight
-                     \{worker="\Q$addr\E"\}\s(\d+)$/mx;
-    return $v;
-}
 
 subtest 'processes of a reload claim a load row once one is free' => sub {
     my $w = start_worker(mock_worker_args(speedup => 0.5));
     my $addr = "127.0.0.1:$w->{port}";
     my $gw = start_gateway(servers => [ $addr ], workers => 40);
-    my @old = children(Test::Dynamo::Gateway::nginx_pid($gw));
+    my @old = nginx_workers($gw);
     reload_gateway($gw);
     ok(wait_until(sub {
         my %o = map { $_ => 1 } @old;
-        my @c = children(Test::Dynamo::Gateway::nginx_pid($gw));
+        my @c = nginx_workers($gw);
         @c == 40 && !grep { $o{$_} } @c;
     }, 10), 'the 40 old processes are gone');
     my $rowless = () = error_log_text($gw) =~ /more than 64 nginx processes/g;
@@ -309,12 +290,12 @@ subtest 'processes of a reload claim a load row once one is free' => sub {
                              stream => JSON::PP::true }) } 1 .. 60;
     my $started = grep { ref sse_next($_, 10) } @s;
     is($started, 60, '60 streams started');
-    ok((in_flight($gw, $addr) // 0) > 0, 'load in flight');
-    kill SIGKILL, children(Test::Dynamo::Gateway::nginx_pid($gw));
+    ok((gw_in_flight($gw, $addr) // 0) > 0, 'load in flight');
+    kill SIGKILL, nginx_workers($gw);
     sse_close($_) for @s;
-    ok(wait_until(sub { (in_flight($gw, $addr) // -1) == 0 }, 5),
+    ok(wait_until(sub { (gw_in_flight($gw, $addr) // -1) == 0 }, 5),
        'in flight back to 0 after every nginx process was killed')
-        or diag('in flight: ' . (in_flight($gw, $addr) // 'none'));
+        or diag('in flight: ' . (gw_in_flight($gw, $addr) // 'none'));
     stop_gateway($gw);
     stop_worker($w);
 };

@@ -46,6 +46,7 @@ use Test::Dynamo::Worker qw(start_worker stop_worker dynamo_build
 use base 'Exporter';
 
 our @EXPORT_OK = qw(start_gateway stop_gateway reload_gateway gateway_conf
+                    nginx_workers gw_in_flight
                     nginx_bin module_path model_dir
                     gw_request gw_get gw_post json_decode json_encode
                     sse_open sse_next sse_close sse_collect sse_events
@@ -617,6 +618,30 @@ END {
             waitpid($r->{pid}, 0) if $r->{pid};
         }
     }
+}
+
+
+# The nginx worker processes of a gateway (children of its master).
+sub nginx_workers {
+    my ($gw) = @_;
+    my $ppid = nginx_pid($gw);
+    my @c;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $f, '<', $stat or next;
+        my $l = <$f> // '';
+        close $f;
+        push @c, $1 if $l =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
+    }
+    return @c;
+}
+
+# dynamo_gateway_worker_in_flight of one worker address, from /metrics.
+sub gw_in_flight {
+    my ($gw, $addr) = @_;
+    my $m = gw_get($gw, '/metrics')->{body} // '';
+    my ($v) = $m =~ /^dynamo_gateway_worker_in_flight
+                     \{worker="\Q$addr\E"\}\s(\d+)$/mx;
+    return $v;
 }
 
 1;

@@ -64,6 +64,19 @@ GTEST_BIN:= $(GTEST_SRC:ngx_dynamo_module/test/%.c=$(B)/gtest/%)
 GFUZZ_SRC:= $(wildcard ngx_dynamo_module/fuzz/fuzz_*.c)
 GFUZZ_BIN:= $(GFUZZ_SRC:ngx_dynamo_module/fuzz/%.c=$(B)/fuzz/%)
 
+# bench/: dynamo-bench. src/ is its library (db_*), cmd/dynamo-bench.c the
+# program, test/test_*.c cmocka tests, fuzz/fuzz_*.c libFuzzer targets.
+D_INC    := -Ibench/src $(KVR_INC)
+D_LIBS   := -lcurl -levent $(LIBS)
+D_SRC    := $(wildcard bench/src/*.c)
+D_OBJ    := $(D_SRC:%.c=$(B)/obj/%.o)
+D_LIB    := $(B)/lib/libdb.a
+D_HDR    := $(wildcard bench/src/*.h kvrouter/include/*.h)
+DTEST_SRC:= $(wildcard bench/test/test_*.c)
+DTEST_BIN:= $(DTEST_SRC:bench/test/%.c=$(B)/dtest/%)
+DFUZZ_SRC:= $(wildcard bench/fuzz/fuzz_*.c)
+DFUZZ_BIN:= $(DFUZZ_SRC:bench/fuzz/%.c=$(B)/fuzz/%)
+
 MODULE   := $(B)/modules/ngx_dynamo_module.so
 MOD_SRC  := config $(wildcard ngx_dynamo_module/*.[ch]) $(KVR_SRC) \
             $(wildcard kvrouter/include/*.h)
@@ -74,7 +87,8 @@ DEPS     := $(B)/.deps-ok
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE) $(W_LIB) $(W_CMD)
+all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE) $(W_LIB) $(W_CMD) \
+     $(B)/bin/dynamo-bench
 
 deps: $(DEPS)
 $(DEPS): scripts/install-deps.sh
@@ -84,6 +98,25 @@ $(DEPS): scripts/install-deps.sh
 $(B)/obj/%.o: %.c $(wildcard kvrouter/include/*.h) | $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(GW_INC) -MMD -c $< -o $@
+
+$(B)/obj/bench/%.o: bench/%.c $(D_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(D_INC) -MMD -c $< -o $@
+
+$(D_LIB): $(D_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/dynamo-bench: bench/cmd/dynamo-bench.c $(D_LIB) $(KVR_LIB) $(D_HDR) \
+                       | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(D_INC) -o $@ $< $(D_LIB) $(KVR_LIB) \
+	    $(D_LIBS)
+
+$(B)/dtest/%: bench/test/%.c $(D_LIB) $(KVR_LIB) $(D_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(WARN) $(D_INC) -Ikvrouter/test -o $@ $< \
+	    $(D_LIB) $(KVR_LIB) $(D_LIBS) $(CMOCKA)
 
 $(B)/gtest/%: ngx_dynamo_module/test/%.c $(GW_OBJ) $(KVR_LIB) | $(DEPS)
 	@mkdir -p $(dir $@)
@@ -128,8 +161,10 @@ $(B)/wtest/%: worker/test/%.c $(WSUP_OBJ) $(W_LIB) $(KVR_LIB) | $(DEPS)
 $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
 	bash scripts/build-module.sh $(B)
 
-unit: $(TEST_BIN) $(WTEST_BIN) $(GTEST_BIN) $(B)/bin/dynamo-kv $(W_CMD)
+unit: $(TEST_BIN) $(WTEST_BIN) $(GTEST_BIN) $(DTEST_BIN) $(B)/bin/dynamo-kv \
+      $(W_CMD)
 	@sh scripts/run-unit-tests.sh $(TEST_BIN) $(WTEST_BIN) $(GTEST_BIN) \
+	    $(DTEST_BIN) \
 	    "sh kvrouter/test/cli_test.sh $(B)/bin/dynamo-kv" \
 	    "sh kvrouter/test/template/conformance.sh $(B)" \
 	    "sh kvrouter/test/tokenizer/cli.sh $(B)/bin/dynamo-kv"
@@ -162,6 +197,14 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 	    --out $(B)/bench/worker.json
 	sh worker/bench/plot.sh $(B)
 	$(MAKE) --no-print-directory B=$(B) bench-gateway
+	$(MAKE) --no-print-directory B=$(B) bench-client
+
+# dynamo-bench's own overhead: its measurements against a server with
+# scripted timings, from 1 to 1,000 concurrent streams.
+.PHONY: bench-client
+bench-client: $(B)/bin/dynamo-bench
+	@mkdir -p $(B)/bench
+	sh bench/client/run.sh $(B)
 
 # Gateway overhead: the same mock workers behind stock proxy_pass and
 # behind dynamo_pass (wrk), and tokenize + hash + route on one core.
@@ -190,8 +233,13 @@ $(B)/fuzz/%: ngx_dynamo_module/fuzz/%.c $(GW_PURE) $(KVR_SRC) | $(DEPS)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(GW_INC) -o $@ $< \
 	    $(GW_PURE) $(KVR_SRC) $(LIBS)
 
-fuzz: $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN)
-	@for f in $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN); do \
+$(B)/fuzz/%: bench/fuzz/%.c $(D_SRC) $(KVR_SRC) $(D_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(D_INC) -o $@ $< \
+	    $(D_SRC) $(KVR_SRC) $(D_LIBS)
+
+fuzz: $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN) $(DFUZZ_BIN)
+	@for f in $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN) $(DFUZZ_BIN); do \
 	    n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus/$$n; \
 	    echo "fuzz: $$n for $${FUZZ_SECONDS:-20}s"; \
 	    if ! $$f -max_total_time=$${FUZZ_SECONDS:-20} \

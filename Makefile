@@ -39,7 +39,7 @@ FUZZ_BIN := $(FUZZ_SRC:kvrouter/fuzz/%.c=$(B)/fuzz/%)
 # build for another machine.
 WCFLAGS  ?= -O3 -march=native -g
 W_INC    := -Iworker/include -Iworker/src $(KVR_INC)
-W_LIBS   := -levent -levent_pthreads -lopenblas $(LIBS)
+W_LIBS   := -levent -levent_pthreads -lopenblas -lucp -lucs $(LIBS)
 W_SRC    := $(wildcard worker/src/*.c)
 W_OBJ    := $(W_SRC:%.c=$(B)/wobj/%.o)
 W_LIB    := $(B)/lib/libdw.a

@@ -7,6 +7,7 @@ PKGS="build-essential pkg-config git ca-certificates
  nginx nginx-dev redis-server
  libhiredis-dev libjansson-dev libpcre2-dev libxxhash-dev libmd-dev libevent-dev
  libutf8proc-dev libopenblas-dev libcurl4-openssl-dev
+ libucx-dev ucx-utils
  libcmocka-dev clang libclang-rt-14-dev
  libtest-base-perl libtest-longstring-perl libtext-diff-perl
  liblist-moreutils-perl libwww-perl liburi-perl libipc-run-perl

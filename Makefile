@@ -198,6 +198,13 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 	sh worker/bench/plot.sh $(B)
 	$(MAKE) --no-print-directory B=$(B) bench-gateway
 	$(MAKE) --no-print-directory B=$(B) bench-client
+	$(MAKE) --no-print-directory B=$(B) bench-xfer
+
+# KV block transfer over UCX against ucx_perftest (worker/XFER.md).
+.PHONY: bench-xfer
+bench-xfer: $(B)/bin/dw-xfer-bench
+	@mkdir -p $(B)/bench
+	sh worker/bench/xfer.sh $(B)
 
 # dynamo-bench's own overhead: its measurements against a server with
 # scripted timings, from 1 to 1,000 concurrent streams.

@@ -55,6 +55,16 @@ typedef struct {
 
     db_error_count_t  *errors;           /* distinct messages, most first */
     size_t             n_errors;
+
+    char              *date;             /* "YYYYMMDD-HHMMSS", local, as
+                                            vLLM's result files have it */
+    unsigned           known_metrics;    /* DB_M_* whose distributions are
+                                            set (all four when computed;
+                                            a loaded file may have fewer) */
+    char              *backend;          /* vLLM's --backend words:
+                                            "openai" or "openai-chat" */
+    char              *tokenizer;        /* --tokenizer (tokenizer_id) */
+    size_t             num_prompts;      /* timed requests asked for */
 } db_summary_t;
 
 int db_metrics_compute(const db_opts_t *o, const db_run_out_t *run,

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "db_dataset.h"
 #include "db_trace.h"
@@ -98,6 +99,9 @@ void db_opts_free(db_opts_t *o);
  */
 int db_opts_parse(db_opts_t *o, int argc, char **argv, char *err,
     size_t errlen);
+
+/* The run flags, grouped, with defaults and examples (--help). */
+void db_opts_usage(FILE *out);
 
 /* "ttft:50 tpot:20" (vLLM's --goodput, also comma-separated). */
 int db_goodput_parse(db_opts_t *o, const char *spec, char *err,

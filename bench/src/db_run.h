@@ -37,6 +37,11 @@ int db_run(const db_opts_t *o, const db_dataset_t *ds,
 
 void db_run_out_free(db_run_out_t *out);
 
+/* 1 when the last db_run was cut short by SIGINT (it stopped issuing,
+ * gave in-flight requests 2 s, then failed them as "interrupted"); a
+ * sweep should stop there. */
+int db_run_interrupted(void);
+
 /* The next inter-arrival gap in seconds: exponential (burstiness 1) or
  * gamma(shape = burstiness, scale = 1 / (rate * burstiness)); 0 when rate
  * is infinite (0). state is a splitmix/xoshiro seed word. */

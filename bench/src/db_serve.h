@@ -21,6 +21,10 @@ typedef struct {
     int          usage;        /* usage when asked (default 1; --no-usage) */
     const char  *script;       /* --script FILE */
     const char  *port_file;    /* --port-file FILE: the bound port */
+    const char  *model;        /* --model: /v1/models, and "model" in
+                                  answers when a request names none */
+    const char  *log_requests; /* --log-requests FILE: a JSON line per
+                                  request received */
 } db_serve_conf_t;
 
 int db_serve_main(int argc, char **argv);

@@ -18,13 +18,23 @@
 #include "db_words.h"
 
 typedef struct {
-    double     timestamp_ms;  /* -1 when absent */
+    double     timestamp_ms;  /* -1 when absent; db_trace_load gives a later
+                                 session turn with only a delay its previous
+                                 turn's time + delay (AIPerf's multi-turn
+                                 traces time first turns only) */
     int64_t    input_length;
     int64_t    output_length;
     uint64_t  *hash_ids;      /* malloc'd */
     size_t     n_hash_ids;
     int64_t    session;       /* -1 when absent (string ids are interned) */
     double     delay_ms;      /* -1 when absent */
+    char      *session_name;  /* db_trace_parse_line: a string session_id
+                                 (malloc'd; session -1 until the loader
+                                 interns it), else NULL. After
+                                 db_trace_load, NULL and session is the
+                                 dense index (0 .. n_sessions-1) of the
+                                 session_id, integer or string, in order
+                                 of first appearance */
 } db_trace_rec_t;
 
 typedef struct {
@@ -94,6 +104,7 @@ typedef struct {
     double     osl_mean, osl_median, osl_p90, osl_p99, osl_min, osl_max;
     size_t     blocks;           /* total hash ids */
     size_t     unique_blocks;
+    size_t     hits;             /* blocks counted as hits below */
     double     hit_rate;         /* theoretical prefix-cache hit rate with an
                                     infinite cache, blocks */
 } db_analysis_t;

@@ -67,5 +67,8 @@ double db_arrival_next(double rate, double burstiness, uint64_t *state)
         burstiness = 1;
     if (burstiness == 1)
         return -log(unif(state)) / rate;
-    return gamma1(burstiness, state) / (rate * burstiness);
+    /* extreme shapes can underflow (0 / 0 when rate * burstiness is 0):
+     * a NaN gap would never come due, so it counts as no gap */
+    double g = gamma1(burstiness, state) / (rate * burstiness);
+    return g >= 0 ? g : 0;
 }

@@ -21,28 +21,60 @@ static json_t *msg(const char *role, const char *s, size_t n)
     return m;
 }
 
-/* prompt_0 + reply_0 + ... + prompt; NULL when out of memory. */
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Appends part (n bytes) to s (*len so far; NULL: only counts), with one
+ * space before it where neither side has whitespace at the joint. A
+ * prompt decoded from token ids starts without a space (sentencepiece-style
+ * tokenizers drop the first word's space marker), so plain concatenation
+ * would glue the last word of one part to the first of the next. Every
+ * later turn repeats the same joints, so the history stays a shared
+ * prefix.
+ */
+static void append(char *s, size_t *len, const char *part, size_t n)
+{
+    if (n == 0)
+        return;
+    int sep = *len > 0 && !is_space(part[0])
+              && (s == NULL || !is_space(s[*len - 1]));
+    if (s != NULL && sep)
+        s[*len] = ' ';
+    *len += (size_t)sep;
+    if (s != NULL)
+        memcpy(s + *len, part, n);
+    *len += n;
+}
+
+/* prompt_0 + reply_0 + ... + prompt, spaced (append) into s; its length.
+ * s NULL: an upper bound of it (a separator wherever one might go). */
+static size_t join(char *s, const db_request_t *r, const db_body_turn_t *h,
+    size_t nh)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < nh; i++) {
+        const char *q = h[i].prompt ? h[i].prompt : "";
+        append(s, &len, q, strlen(q));
+        append(s, &len, h[i].reply, h[i].reply ? h[i].reply_len : 0);
+    }
+    const char *p = r->prompt ? r->prompt : "";
+    append(s, &len, p, strlen(p));
+    return len;
+}
+
+/* The completions prompt of a turn with history; NULL when out of
+ * memory. */
 static char *concat(const db_request_t *r, const db_body_turn_t *h,
     size_t nh, size_t *out_len)
 {
-    size_t n = strlen(r->prompt ? r->prompt : "");
-    for (size_t i = 0; i < nh; i++)
-        n += strlen(h[i].prompt ? h[i].prompt : "") + h[i].reply_len;
-    char *s = malloc(n + 1), *p = s;
+    char *s = malloc(join(NULL, r, h, nh) + 1);
     if (s == NULL)
         return NULL;
-    for (size_t i = 0; i < nh; i++) {
-        size_t k = strlen(h[i].prompt ? h[i].prompt : "");
-        memcpy(p, h[i].prompt, k);
-        p += k;
-        if (h[i].reply_len > 0)
-            memcpy(p, h[i].reply, h[i].reply_len);
-        p += h[i].reply_len;
-    }
-    size_t k = strlen(r->prompt ? r->prompt : "");
-    memcpy(p, r->prompt, k);
-    p[k] = '\0';
-    *out_len = n;
+    *out_len = join(s, r, h, nh);
+    s[*out_len] = '\0';
     return s;
 }
 
@@ -121,7 +153,9 @@ char *db_body_build(const db_opts_t *o, const db_request_t *r,
     json_decref(so);
     json_decref(root);
     if (s == NULL) {
-        snprintf(err, errlen, "out of memory building a request body");
+        /* jansson refuses strings that are not UTF-8 */
+        snprintf(err, errlen, "cannot build a request body: out of memory, "
+            "or a model name or prompt that is not valid UTF-8");
         return NULL;
     }
     *len = strlen(s);

@@ -24,7 +24,9 @@ typedef struct {
  * a message in err. hist (n_hist turns, oldest first) is sent only when
  * r->with_history: chat as user/assistant message pairs before this turn's
  * user message, completions as one concatenated prompt (prompt_0 + reply_0
- * + prompt_1 + ... + this prompt). Token-id prompts (o->prompt_tokens) are
+ * + prompt_1 + ... + this prompt, one space at each joint where neither
+ * side has whitespace: texts decoded from ids start without one, and would
+ * glue words together). Token-id prompts (o->prompt_tokens) are
  * sent as ids only without history (the replies have no ids).
  */
 char *db_body_build(const db_opts_t *o, const db_request_t *r,

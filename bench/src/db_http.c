@@ -117,6 +117,46 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* The fixed request headers, the bearer token and the --header lines;
+ * NULL when out of memory. */
+static struct curl_slist *make_headers(const db_http_conf_t *c)
+{
+    struct curl_slist *l = NULL, *t;
+    const char *fixed[] = {
+        "Content-Type: application/json",
+        "Accept: text/event-stream",
+        "Expect:",          /* no 100-continue round trip on big prompts */
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if ((t = curl_slist_append(l, fixed[i])) == NULL)
+            goto oom;
+        l = t;
+    }
+    if (c->api_key != NULL && *c->api_key != '\0') {
+        /* sized to the key: a long token is sent whole, never cut */
+        size_t n = strlen(c->api_key) + sizeof("Authorization: Bearer ");
+        char *auth = malloc(n);
+        if (auth == NULL)
+            goto oom;
+        snprintf(auth, n, "Authorization: Bearer %s", c->api_key);
+        t = curl_slist_append(l, auth);
+        free(auth);
+        if (t == NULL)
+            goto oom;
+        l = t;
+    }
+    for (size_t i = 0; i < c->n_headers; i++) {
+        if ((t = curl_slist_append(l, c->headers[i])) == NULL)
+            goto oom;
+        l = t;
+    }
+    return l;
+oom:
+    curl_slist_free_all(l);
+    return NULL;
+}
+
+
 db_http_t *db_http_new(const db_http_conf_t *c, char *err, size_t errlen)
 {
     static int global_done;
@@ -126,6 +166,15 @@ db_http_t *db_http_new(const db_http_conf_t *c, char *err, size_t errlen)
             return NULL;
         }
         global_done = 1;
+    }
+    /* a URL curl cannot use fails here, once, not in every request */
+    CURLU *u = curl_url();
+    CURLUcode uc = u == NULL ? CURLUE_OUT_OF_MEMORY
+                 : curl_url_set(u, CURLUPART_URL, c->url, CURLU_GUESS_SCHEME);
+    curl_url_cleanup(u);
+    if (uc != CURLUE_OK) {
+        snprintf(err, errlen, "bad URL %s: %s", c->url, curl_url_strerror(uc));
+        return NULL;
     }
     db_http_t *h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -161,36 +210,12 @@ db_http_t *db_http_new(const db_http_conf_t *c, char *err, size_t errlen)
         curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     }
 
-    struct curl_slist *l = NULL, *t;
-    char auth[1024];
-    const char *fixed[] = {
-        "Content-Type: application/json",
-        "Accept: text/event-stream",
-        "Expect:",          /* no 100-continue round trip on big prompts */
-    };
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        if ((t = curl_slist_append(l, fixed[i])) == NULL)
-            goto oom;
-        l = t;
+    if ((h->hdrs = make_headers(c)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        db_http_free(h);
+        return NULL;
     }
-    if (c->api_key != NULL && *c->api_key != '\0') {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->api_key);
-        if ((t = curl_slist_append(l, auth)) == NULL)
-            goto oom;
-        l = t;
-    }
-    for (size_t i = 0; i < c->n_headers; i++) {
-        if ((t = curl_slist_append(l, c->headers[i])) == NULL)
-            goto oom;
-        l = t;
-    }
-    h->hdrs = l;
     return h;
-oom:
-    curl_slist_free_all(l);
-    snprintf(err, errlen, "out of memory");
-    db_http_free(h);
-    return NULL;
 }
 
 static void xfer_unlink(db_http_t *h, db_xfer_t *x)

@@ -76,6 +76,7 @@ typedef struct {
     char      *body;
     db_sse_t   sse;
     double     start, last, now;
+    size_t     n_data;       /* SSE data lines seen */
     char      *err;          /* first in-stream problem */
     char      *errbody;      /* non-200 body, first ERRBODY_MAX bytes */
     size_t     errbody_len;
@@ -113,6 +114,19 @@ struct run_s {
 
 /* ---- small containers ---- */
 
+/* v with room for element n (capacity *cap, doubled from first), or NULL
+ * when out of memory (v is then left as it was). */
+static void *grow(void *v, size_t n, size_t *cap, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(v, c * elem);
+    if (p != NULL)
+        *cap = c;
+    return p;
+}
+
 static int fifo_push(run_t *R, item_t it)
 {
     if (R->f_len == R->f_cap) {
@@ -142,14 +156,10 @@ static item_t fifo_pop(run_t *R)
 
 static int heap_push(run_t *R, item_t it)
 {
-    if (R->h_len == R->h_cap) {
-        size_t cap = R->h_cap ? R->h_cap * 2 : 64;
-        item_t *v = realloc(R->heap, cap * sizeof(*v));
-        if (v == NULL)
-            return -1;
-        R->heap = v;
-        R->h_cap = cap;
-    }
+    item_t *v = grow(R->heap, R->h_len, &R->h_cap, sizeof(*v), 64);
+    if (v == NULL)
+        return -1;
+    R->heap = v;
     size_t i = R->h_len++;
     while (i > 0 && R->heap[(i - 1) / 2].t > it.t) {
         R->heap[i] = R->heap[(i - 1) / 2];
@@ -182,16 +192,12 @@ static item_t heap_pop(run_t *R)
 /* A new zeroed result; SIZE_MAX when out of memory. */
 static size_t res_new(run_t *R, size_t ds)
 {
-    if (R->n_res == R->cap_res) {
-        size_t cap = R->cap_res ? R->cap_res * 2 : 256;
-        db_result_t *v = realloc(R->res, cap * sizeof(*v));
-        if (v == NULL) {
-            R->oom = 1;
-            return SIZE_MAX;
-        }
-        R->res = v;
-        R->cap_res = cap;
+    db_result_t *v = grow(R->res, R->n_res, &R->cap_res, sizeof(*v), 256);
+    if (v == NULL) {
+        R->oom = 1;
+        return SIZE_MAX;
     }
+    R->res = v;
     db_result_t *r = &R->res[R->n_res];
     memset(r, 0, sizeof(*r));
     const db_request_t *q = &R->ds->v[ds];
@@ -325,14 +331,10 @@ static void set_err(req_t *q, const char *m)
 
 static int push_itl(db_result_t *r, double gap)
 {
-    if (r->n_itl == r->cap_itl) {
-        size_t cap = r->cap_itl ? r->cap_itl * 2 : 64;
-        double *v = realloc(r->itl_s, cap * sizeof(*v));
-        if (v == NULL)
-            return -1;
-        r->itl_s = v;
-        r->cap_itl = cap;
-    }
+    double *v = grow(r->itl_s, r->n_itl, &r->cap_itl, sizeof(*v), 64);
+    if (v == NULL)
+        return -1;
+    r->itl_s = v;
     r->itl_s[r->n_itl++] = gap;
     return 0;
 }
@@ -365,6 +367,7 @@ static int on_line(void *ctx, const char *data, size_t len)
     db_chunk_t c;
     char e[160];
 
+    q->n_data++;
     if (db_chunk_parse(data, len, &c, e, sizeof(e)) != 0) {
         set_err(q, e);
         return 1;
@@ -459,6 +462,10 @@ static void on_done(void *ctx, int ok, int timed_out, long status,
     r->latency_s = now - q->start;
     if (!R->warmup && now > R->last_end)
         R->last_end = now;
+    /* a 200 without a single data line is not a stream (a server that
+     * ignored "stream": true): no token was measured, so not a success */
+    if (ok && status == 200 && q->err == NULL && q->n_data == 0)
+        set_err(q, "HTTP 200 without SSE data lines (not a stream)");
     if (ok && status == 200 && q->err == NULL) {
         r->ok = 1;
         R->n_ok++;
@@ -494,34 +501,43 @@ static void on_done(void *ctx, int ok, int timed_out, long status,
     req_free(q);
 }
 
-/* Hands dataset request ds to the transport. */
-static int issue(run_t *R, item_t it, char *err, size_t errlen)
+/* The body of a session turn (with the turns before it when the request
+ * asks for them), or of a lone request; NULL with err set. */
+static char *turn_body(run_t *R, const item_t *it, size_t *len, char *err,
+    size_t errlen)
 {
-    const db_request_t *rq = &R->ds->v[it.ds];
-    sess_t *s = it.sess;
+    const db_request_t *rq = &R->ds->v[it->ds];
+    const sess_t *s = it->sess;
     db_body_turn_t *hist = NULL;
     size_t n_hist = 0;
 
     if (s != NULL && rq->with_history) {
-        size_t pos = R->group_pos[it.ds];
+        size_t pos = R->group_pos[it->ds];
         n_hist = pos - s->first;
-        if (n_hist > 0 && (hist = malloc(n_hist * sizeof(*hist))) == NULL)
-            goto oom;
+        if (n_hist > 0 && (hist = malloc(n_hist * sizeof(*hist))) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
         for (size_t p = s->first; p < pos; p++) {
             const db_result_t *pr = &R->res[s->res[p]];
             hist[p - s->first] = (db_body_turn_t){
                 R->ds->v[s->g->idx[p]].prompt, pr->text, pr->text_len };
         }
     }
+    char *body = db_body_build(R->o, rq, hist, n_hist, len, err, errlen);
+    free(hist);
+    return body;
+}
 
+/* Hands dataset request ds to the transport. */
+static int issue(run_t *R, item_t it, char *err, size_t errlen)
+{
+    sess_t *s = it.sess;
     req_t *q = calloc(1, sizeof(*q));
     if (q == NULL)
         goto oom;
     size_t len;
-    q->body = db_body_build(R->o, rq, hist, n_hist, &len, err, errlen);
-    free(hist);
-    hist = NULL;
-    if (q->body == NULL) {
+    if ((q->body = turn_body(R, &it, &len, err, errlen)) == NULL) {
         req_free(q);
         return -1;
     }
@@ -552,7 +568,6 @@ static int issue(run_t *R, item_t it, char *err, size_t errlen)
         R->peak = inflight;
     return 0;
 oom:
-    free(hist);
     snprintf(err, errlen, "out of memory");
     return -1;
 }
@@ -562,14 +577,17 @@ oom:
 typedef struct {
     size_t     lo, hi;        /* dataset range */
     size_t     pos;           /* next dataset index to consider */
-    int        cycle;         /* --duration: passes over the range */
     int        cycles;        /* 1: once; 0: until the deadline */
     double     rate, burst;
     uint64_t   rng;
     double     t0;            /* phase start (absolute) */
     double     t_gen;         /* cumulative gap of the arrival process */
+    double     ts_base;       /* the range's first trace timestamp: the
+                                 phase starts there (warm-ups took what
+                                 came before) */
+    double     period;        /* trace: shift from one cycle to the next */
+    int        scheduled;     /* the range's leads have trace timestamps */
     double     ts_offset;     /* trace timestamps: cycles' shift */
-    double     ts_last;
     double     deadline;      /* absolute; 0 none */
     int        done;          /* the arrival process is exhausted */
     item_t     next;          /* the next arrival (when !done) */
@@ -591,8 +609,7 @@ static void gen_advance(run_t *R, gen_t *g, int first)
                 g->warned = 1;
             }
             g->pos = g->lo;
-            g->cycle++;
-            g->ts_offset = g->ts_last;
+            g->ts_offset += g->period;
         }
         size_t i = g->pos++;
         if (!is_lead(R, i))
@@ -600,8 +617,7 @@ static void gen_advance(run_t *R, gen_t *g, int first)
         const db_request_t *q = &R->ds->v[i];
         double t;
         if (q->timestamp_s >= 0) {
-            t = g->ts_offset + q->timestamp_s;
-            g->ts_last = t;
+            t = g->ts_offset + q->timestamp_s - g->ts_base;
         } else {
             if (!first)
                 g->t_gen += db_arrival_next(g->rate, g->burst, &g->rng);
@@ -612,10 +628,56 @@ static void gen_advance(run_t *R, gen_t *g, int first)
     }
 }
 
+/* The trace schedule of the leads in [lo, hi): where it starts, and the
+ * period a --duration replay repeats it with (the span plus one mean gap,
+ * so that a cycle's first request does not land on the previous cycle's
+ * last). */
+static void gen_schedule(const run_t *R, gen_t *g)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    size_t n = 0;
+    for (size_t i = g->lo; i < g->hi; i++) {
+        double t = R->ds->v[i].timestamp_s;
+        if (!is_lead(R, i) || t < 0)
+            continue;
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+        n++;
+    }
+    g->scheduled = n > 0;
+    g->ts_base = n > 0 ? lo : 0;
+    g->period = n > 1 ? (hi - lo) * (double)n / (double)(n - 1) : 0;
+}
+
+/*
+ * --duration over an arrival process that takes no time (an infinite
+ * --request-rate, or a trace whose requests share one timestamp) would
+ * issue requests without bound until the deadline: without
+ * --max-concurrency such a run keeps at most the dataset's requests in
+ * flight (what "all at once" means without --duration), and says so.
+ */
+static void cap_unbounded(run_t *R, const gen_t *g)
+{
+    int instant = g->scheduled ? g->period == 0
+                               : !(g->rate > 0) || isinf(g->rate);
+    if (g->cycles != 0 || R->maxc != 0 || !instant)
+        return;
+    R->maxc = g->hi - g->lo;
+    fprintf(stderr, "dynamo-bench: --duration with every request due at "
+        "once and no --max-concurrency: at most %zu requests (the "
+        "dataset's) in flight\n", R->maxc);
+}
+
 static int run_phase(run_t *R, gen_t *g, db_progress_t *pb, char *err,
     size_t errlen)
 {
     double grace_end = -1;
+    if (groups_build(R, g->lo, g->hi) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    gen_schedule(R, g);
+    cap_unbounded(R, g);
     gen_advance(R, g, 1);
 
     for (;;) {
@@ -677,6 +739,8 @@ static int run_phase(run_t *R, gen_t *g, db_progress_t *pb, char *err,
             wait = R->heap[0].t - now;
         if (g->deadline > 0 && !R->stopping && g->deadline - now < wait)
             wait = g->deadline - now;
+        if (grace_end > 0 && grace_end - now < wait)
+            wait = grace_end - now;
         if (db_http_poll(R->http, wait, err, errlen) != 0)
             return -1;
     }
@@ -692,6 +756,13 @@ static double cpu_s(void)
          + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
+/* DYNAMO_BENCH_HTTP=perform: the poll + perform loop (db_http.h). */
+static int use_perform(void)
+{
+    const char *v = getenv("DYNAMO_BENCH_HTTP");
+    return v != NULL && strcmp(v, "perform") == 0;
+}
+
 /* DYNAMO_BENCH_CLIENT_STATS=1: the client's own cost on stderr (what it
  * adds to each piece's timestamp, and its CPU per piece received). */
 static void print_client_stats(const db_http_t *h, size_t peak, double cpu,
@@ -702,8 +773,7 @@ static void print_client_stats(const db_http_t *h, size_t peak, double cpu,
     fprintf(stderr, "client: loop %s, peak streams %zu, pieces %zu, "
         "wake-ups %zu; wake-to-stamp us: mean %.1f p50 %.1f p99 %.1f "
         "max %.1f; cpu %.2f s over %.2f s = %.2f us/piece\n",
-        getenv("DYNAMO_BENCH_HTTP") && !strcmp(getenv("DYNAMO_BENCH_HTTP"),
-            "perform") ? "poll+perform" : "epoll+socket_action",
+        use_perform() ? "poll+perform" : "epoll+socket_action",
         peak, st->pieces, st->wakeups, st->delay_sum_s / (double)n * 1e6,
         db_http_stats_pct(st, 50) * 1e6, db_http_stats_pct(st, 99) * 1e6,
         st->delay_max_s * 1e6, cpu, wall, cpu / (double)n * 1e6);
@@ -763,6 +833,76 @@ static void run_free(run_t *R)
     free(R->heap);
 }
 
+static db_http_t *http_open(const run_t *R, char *err, size_t errlen)
+{
+    const db_opts_t *o = R->o;
+    char *url = make_url(o);
+    if (url == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    size_t conns = R->maxc ? R->maxc : R->ds->n;
+    db_http_conf_t hc = {
+        .url = url,
+        .headers = (const char *const *)o->headers,
+        .n_headers = o->n_headers,
+        .api_key = o->api_key,
+        /* beyond ~11 days (or 0): no limit; also keeps the ms in a long */
+        .timeout_ms = o->timeout_s > 0 && o->timeout_s < 1e6
+                      ? (long)(o->timeout_s * 1e3) : 0,
+        .max_conns = conns < 64 ? 64 : conns > 65536 ? 65536 : conns,
+        .perform = use_perform(),
+        .data_fn = on_data,
+        .done_fn = on_done,
+    };
+    db_http_t *h = db_http_new(&hc, err, errlen);
+    free(url);
+    return h;
+}
+
+/* The warm-ups (all completed first), then the timed run, whose start is
+ * *t0. SIGINT is caught meanwhile. */
+static int run_phases(run_t *R, size_t nw, double *t0, char *err,
+    size_t errlen)
+{
+    const db_opts_t *o = R->o;
+    size_t n = R->ds->n;
+    db_progress_t pb;
+    int rc = 0;
+
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;     /* no SA_RESTART: epoll_wait wakes */
+    sigemptyset(&sa.sa_mask);
+    g_interrupted = 0;
+    sigaction(SIGINT, &sa, &old);
+
+    *t0 = db_http_now();
+    if (nw > 0) {
+        R->warmup = 1;
+        gen_t g = { .lo = 0, .hi = nw, .pos = 0, .cycles = 1, .rate = 0,
+                    .burst = 1, .t0 = *t0 };
+        db_progress_init(&pb, 0, 0, 0, g.t0);
+        rc = run_phase(R, &g, &pb, err, errlen);
+    }
+    if (rc == 0 && !g_interrupted && nw < n) {
+        R->warmup = 0;
+        R->stopping = 0;
+        *t0 = db_http_now();
+        gen_t g = { .lo = nw, .hi = n, .pos = nw,
+                    .cycles = o->duration_s > 0 ? 0 : 1,
+                    .rate = o->request_rate, .burst = o->burstiness,
+                    .rng = o->seed ^ 0x6a09e667f3bcc909ULL, .t0 = *t0,
+                    .deadline = o->duration_s > 0 ? *t0 + o->duration_s : 0 };
+        db_progress_init(&pb, o->progress,
+            o->duration_s > 0 ? 0 : n - nw, o->duration_s, *t0);
+        rc = run_phase(R, &g, &pb, err, errlen);
+        db_progress_end(&pb, db_http_now(), R->n_ok, R->n_fail);
+    }
+    sigaction(SIGINT, &old, NULL);
+    return rc;
+}
+
 int db_run(const db_opts_t *o, const db_dataset_t *ds,
     const kvr_tokenizer_t *tok, size_t max_concurrency, db_run_out_t *out,
     char *err, size_t errlen)
@@ -780,82 +920,28 @@ int db_run(const db_opts_t *o, const db_dataset_t *ds,
     R.maxc = max_concurrency ? max_concurrency : o->max_concurrency;
     R.first_start = INFINITY;
 
-    db_http_raise_nofile();
-    char *url = make_url(o);
+    /* each stream holds a descriptor: say so before connections fail */
+    long nofile = db_http_raise_nofile();
+    size_t want = (R.maxc ? R.maxc : ds->n) + 32;
+    if (nofile > 0 && want > (size_t)nofile)
+        fprintf(stderr, "dynamo-bench: the open-file limit (%ld) is below "
+            "the %zu streams this run may open; raise it (ulimit -n)\n",
+            nofile, want - 32);
     R.group_of = malloc(ds->n * sizeof(size_t));
     R.group_pos = malloc(ds->n * sizeof(size_t));
-    if (url == NULL || R.group_of == NULL || R.group_pos == NULL) {
-        free(url);
+    if (R.group_of == NULL || R.group_pos == NULL) {
         run_free(&R);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    size_t conns = R.maxc ? R.maxc : ds->n;
-    db_http_conf_t hc = {
-        .url = url,
-        .headers = (const char *const *)o->headers,
-        .n_headers = o->n_headers,
-        .api_key = o->api_key,
-        .timeout_ms = o->timeout_s > 0 ? (long)(o->timeout_s * 1e3) : 0,
-        .max_conns = conns < 64 ? 64 : conns > 65536 ? 65536 : conns,
-        .perform = getenv("DYNAMO_BENCH_HTTP") != NULL
-                   && strcmp(getenv("DYNAMO_BENCH_HTTP"), "perform") == 0,
-        .data_fn = on_data,
-        .done_fn = on_done,
-    };
-    R.http = db_http_new(&hc, err, errlen);
-    free(url);
-    if (R.http == NULL) {
+    if ((R.http = http_open(&R, err, errlen)) == NULL) {
         run_free(&R);
         return -1;
     }
 
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;     /* no SA_RESTART: epoll_wait wakes */
-    sigemptyset(&sa.sa_mask);
-    g_interrupted = 0;
-    sigaction(SIGINT, &sa, &old);
-
     size_t nw = o->num_warmups < ds->n ? o->num_warmups : ds->n;
-    double cpu0 = cpu_s(), wall0 = db_http_now();
-    int rc = 0;
-    db_progress_t pb;
-    double t0 = db_http_now();
-
-    if (nw > 0) {
-        R.warmup = 1;
-        gen_t g = { .lo = 0, .hi = nw, .pos = 0, .cycles = 1, .rate = 0,
-                    .burst = 1, .t0 = db_http_now() };
-        db_progress_init(&pb, 0, 0, 0, g.t0);
-        if (groups_build(&R, 0, nw) != 0) {
-            snprintf(err, errlen, "out of memory");
-            rc = -1;
-        } else {
-            rc = run_phase(&R, &g, &pb, err, errlen);
-        }
-    }
-
-    if (rc == 0 && !g_interrupted && nw < ds->n) {
-        R.warmup = 0;
-        R.stopping = 0;
-        t0 = db_http_now();
-        gen_t g = { .lo = nw, .hi = ds->n, .pos = nw,
-                    .cycles = o->duration_s > 0 ? 0 : 1,
-                    .rate = o->request_rate, .burst = o->burstiness,
-                    .rng = o->seed ^ 0x6a09e667f3bcc909ULL, .t0 = t0,
-                    .deadline = o->duration_s > 0 ? t0 + o->duration_s : 0 };
-        db_progress_init(&pb, o->progress,
-            o->duration_s > 0 ? 0 : ds->n - nw, o->duration_s, t0);
-        if (groups_build(&R, nw, ds->n) != 0) {
-            snprintf(err, errlen, "out of memory");
-            rc = -1;
-        } else {
-            rc = run_phase(&R, &g, &pb, err, errlen);
-        }
-        db_progress_end(&pb, db_http_now(), R.n_ok, R.n_fail);
-    }
-    sigaction(SIGINT, &old, NULL);
+    double cpu0 = cpu_s(), wall0 = db_http_now(), t0;
+    int rc = run_phases(&R, nw, &t0, err, errlen);
 
     db_http_abort_all(R.http, "interrupted");
     if (getenv("DYNAMO_BENCH_CLIENT_STATS") != NULL)

@@ -32,11 +32,9 @@ void db_sse_free(db_sse_t *p)
     p->len = p->cap = 0;
 }
 
-/* One complete line without its terminator. */
+/* One complete line without its terminator ("\n" or "\r\n"). */
 static int sse_line(const char *s, size_t n, db_sse_cb cb, void *ctx)
 {
-    if (n > 0 && s[n - 1] == '\r')
-        n--;
     if (n < 5 || memcmp(s, "data:", 5) != 0)
         return 0;                     /* blank, comment, other field */
     s += 5;
@@ -125,6 +123,46 @@ static int is_done(const char *d, size_t n)
     return n == 6 && memcmp(d, "[DONE]", 6) == 0;
 }
 
+/* choices[0].text (completions), else delta.reasoning_content followed by
+ * delta.content (chat); -1 when out of memory. */
+static int chunk_text(json_t *root, json_t *ch, db_chunk_t *c)
+{
+    json_t *t = json_object_get(ch, "text");
+    json_t *d = json_object_get(ch, "delta");
+    if (json_is_string(t)) {
+        c->text = json_string_value(t);
+        c->text_len = json_string_length(t);
+        return 0;
+    }
+    if (!json_is_object(d))
+        return 0;
+    json_t *ct = json_object_get(d, "content");
+    json_t *rc = json_object_get(d, "reasoning_content");
+    size_t nc = json_is_string(ct) ? json_string_length(ct) : 0;
+    size_t nr = json_is_string(rc) ? json_string_length(rc) : 0;
+    if (nc > 0 && nr > 0) {
+        /* both: keep the joined text in the chunk's own JSON */
+        char *j = malloc(nr + nc);
+        if (j == NULL)
+            return -1;
+        memcpy(j, json_string_value(rc), nr);
+        memcpy(j + nr, json_string_value(ct), nc);
+        json_t *s = json_stringn_nocheck(j, nr + nc);
+        free(j);
+        if (s == NULL || json_object_set_new(root, "\x01text", s) != 0)
+            return -1;
+        c->text = json_string_value(s);
+        c->text_len = nr + nc;
+    } else if (nc > 0) {
+        c->text = json_string_value(ct);
+        c->text_len = nc;
+    } else if (nr > 0) {
+        c->text = json_string_value(rc);
+        c->text_len = nr;
+    }
+    return 0;
+}
+
 int db_chunk_parse(const char *data, size_t len, db_chunk_t *c, char *err,
     size_t errlen)
 {
@@ -158,43 +196,10 @@ int db_chunk_parse(const char *data, size_t len, db_chunk_t *c, char *err,
 
     json_t *ch = json_array_get(json_object_get(root, "choices"), 0);
     if (json_is_object(ch)) {
-        json_t *t = json_object_get(ch, "text");
-        json_t *d = json_object_get(ch, "delta");
-        if (json_is_string(t)) {
-            c->text = json_string_value(t);
-            c->text_len = json_string_length(t);
-        } else if (json_is_object(d)) {
-            json_t *ct = json_object_get(d, "content");
-            json_t *rc = json_object_get(d, "reasoning_content");
-            size_t nc = json_is_string(ct) ? json_string_length(ct) : 0;
-            size_t nr = json_is_string(rc) ? json_string_length(rc) : 0;
-            if (nc > 0 && nr > 0) {
-                /* both: keep the joined text in the chunk's own JSON */
-                char *j = malloc(nr + nc);
-                if (j == NULL) {
-                    snprintf(err, errlen, "out of memory");
-                    db_chunk_free(c);
-                    return -1;
-                }
-                memcpy(j, json_string_value(rc), nr);
-                memcpy(j + nr, json_string_value(ct), nc);
-                json_t *s = json_stringn_nocheck(j, nr + nc);
-                free(j);
-                if (s == NULL
-                    || json_object_set_new(root, "\x01text", s) != 0) {
-                    snprintf(err, errlen, "out of memory");
-                    db_chunk_free(c);
-                    return -1;
-                }
-                c->text = json_string_value(s);
-                c->text_len = nr + nc;
-            } else if (nc > 0) {
-                c->text = json_string_value(ct);
-                c->text_len = nc;
-            } else if (nr > 0) {
-                c->text = json_string_value(rc);
-                c->text_len = nr;
-            }
+        if (chunk_text(root, ch, c) != 0) {
+            snprintf(err, errlen, "out of memory");
+            db_chunk_free(c);
+            return -1;
         }
         json_t *fr = json_object_get(ch, "finish_reason");
         if (json_is_string(fr))

@@ -55,6 +55,22 @@ static void test_rate_zero_is_all_at_once(void **st)
     }
 }
 
+/* Shapes at the edges of what --burstiness accepts: every gap is a finite
+ * number >= 0 (a NaN would never come due and hang the run); a huge shape
+ * is a nearly fixed gap of 1 / rate. */
+static void test_extreme_shapes(void **st)
+{
+    uint64_t s = 99;
+    for (int i = 0; i < 1000; i++) {
+        double g = db_arrival_next(1e-200, 1e-200, &s);
+        assert_true(isfinite(g) && g >= 0);
+        g = db_arrival_next(3, 1e-300, &s);
+        assert_true(isfinite(g) && g >= 0);
+        g = db_arrival_next(4, 1e12, &s);
+        assert_true(fabs(g - 0.25) < 1e-3);
+    }
+}
+
 static void test_reproducible(void **st)
 {
     uint64_t a = 123, b = 123, c = 124;
@@ -76,6 +92,7 @@ int main(void)
         cmocka_unit_test(test_bursty),
         cmocka_unit_test(test_smooth),
         cmocka_unit_test(test_rate_zero_is_all_at_once),
+        cmocka_unit_test(test_extreme_shapes),
         cmocka_unit_test(test_reproducible),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

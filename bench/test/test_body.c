@@ -174,8 +174,47 @@ static void test_completions_history(void **st)
     r.n_ids = 1;
     r.with_history = 1;
     json_t *j = build(&o, &r, HIST, 2);
-    assert_string_equal(str(j, "prompt"), "Q0 A0Q1 Q2");
+    /* "A0" and "Q1 " meet without whitespace: one space between; the
+     * empty reply adds nothing */
+    assert_string_equal(str(j, "prompt"), "Q0 A0 Q1 Q2");
     json_decref(j);
+}
+
+/* Parts as a sentencepiece tokenizer decodes them: prompts start without
+ * a space, replies may start with one or with a newline. One space goes
+ * only where neither side of a joint has whitespace. */
+static void test_completions_history_joints(void **st)
+{
+    static const db_body_turn_t h[] = {
+        { "Once upon", " a time", 7 },
+        { "She went", "home.", 5 },
+        { "Then", "\nThe end", 8 },
+    };
+    db_opts_t o = opts(0);
+    db_request_t r = req("Again", 8);
+    r.with_history = 1;
+    json_t *j = build(&o, &r, h, 3);
+    assert_string_equal(str(j, "prompt"),
+        "Once upon a time She went home. Then\nThe end Again");
+    json_decref(j);
+
+    /* each turn's prompt extends the previous turn's: a shared prefix */
+    db_request_t r2 = req("She went", 8);
+    r2.with_history = 1;
+    j = build(&o, &r2, h, 1);
+    assert_string_equal(str(j, "prompt"), "Once upon a time She went");
+    json_decref(j);
+}
+
+static void test_not_utf8(void **st)
+{
+    db_opts_t o = opts(0);
+    o.model = "bad\xff";
+    db_request_t r = req("x", 1);
+    char err[160] = "";
+    size_t len = 0;
+    assert_null(db_body_build(&o, &r, NULL, 0, &len, err, sizeof(err)));
+    assert_non_null(strstr(err, "UTF-8"));
 }
 
 int main(void)
@@ -187,6 +226,8 @@ int main(void)
         cmocka_unit_test(test_chat),
         cmocka_unit_test(test_chat_history),
         cmocka_unit_test(test_completions_history),
+        cmocka_unit_test(test_completions_history_joints),
+        cmocka_unit_test(test_not_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -504,7 +504,9 @@ subtest 'SIGINT: stops issuing, reports what was measured' => sub {
     my $r = bench($s, ['--num-prompts', 1000, '--request-rate', 10,
                        '--random-output-len', 5], save => 1,
                   signal => [1.5, 'INT'], timeout => 20);
-    ran_ok($r, 'interrupted run');
+    is($r->{code}, 130, 'interrupted run: exit 130 (128 + SIGINT)')
+        or diag("stdout:\n$r->{out}\nstderr:\n$r->{err}");
+    like($r->{err}, qr/interrupted/, 'interrupted: said on stderr');
     ok($r->{secs} < 5, sprintf('ended %.1f s after the start (in-flight '
                                . 'ones get 2 s at most)', $r->{secs}));
     my $j = $r->{json} // {};
@@ -516,6 +518,37 @@ subtest 'SIGINT: stops issuing, reports what was measured' => sub {
     my $sent = scalar @{ serve_log($s) };
     sleep 0.5;
     is(scalar @{ serve_log($s) }, $sent, 'nothing sent after the end');
+    stop_serve($s);
+};
+
+subtest 'SIGINT in a sweep: the steps run so far, then exit 130' => sub {
+    my $s = serve_ok(ttft_ms => 100, itl_ms => 100, output_len => 5)
+        or return;
+    my $r = bench($s, ['--num-prompts', 1000, '--request-rate', 10,
+                       '--random-output-len', 5, '--concurrency', '1,2,4'],
+                  save => 1, signal => [1.5, 'INT'], timeout => 20);
+    is($r->{code}, 130, 'exit 130')
+        or diag("stdout:\n$r->{out}\nstderr:\n$r->{err}");
+    like($r->{err}, qr/interrupted: 1 of 3 steps/, 'stderr: 1 of 3 steps');
+    my @blocks = $r->{out} =~ /^concurrency (\d+)$/mg;
+    is("@blocks", '1', 'one step printed, the one cut short');
+    my @rows = $r->{out} =~ /^\s+(\d+)\s+\d+\s+\d+\s+[\d.]+\s/mg;
+    is("@rows", '1', 'the sweep table has that step only');
+    is(scalar @{ ($r->{json} // {})->{steps} // [] }, 1,
+       'the saved sweep has that step only');
+    stop_serve($s);
+};
+
+subtest 'a bad --result-dir is refused before any request' => sub {
+    my $s = serve_ok(ttft_ms => 10, itl_ms => 1, output_len => 2) or return;
+    my $file = write_trace('not-a-dir', "x\n");
+    for my $d ($file, "$file/sub", '') {
+        my $r = bench($s, ['--num-prompts', 2, '--save-result',
+                           '--result-dir', $d], timeout => 10);
+        is($r->{code}, 2, "--result-dir '$d': exit 2");
+        like($r->{err}, qr/--result-dir/, "--result-dir '$d': named");
+    }
+    is(scalar @{ serve_log($s) }, 0, 'nothing was sent');
     stop_serve($s);
 };
 
@@ -667,6 +700,20 @@ subtest 'bad flags: exit 2 naming the flag' => sub {
     is($x->{code}, 2, 'unknown subcommand: exit 2');
 };
 
+subtest 'serve: bad flags exit 2 with a message' => sub {
+    for my $c ([ ['--port', '1.5'], qr/--port.*whole/ ],
+               [ ['--port', '70000'], qr/--port/ ],
+               [ ['--chunk-tokens', '0'], qr/--chunk-tokens/ ],
+               [ ['--output-len', '2.5'], qr/--output-len.*whole/ ],
+               [ ['--ttft-ms', 'x'], qr/--ttft-ms/ ],
+               [ ['--no-such'], qr/no-such/ ]) {
+        my ($args, $re) = @$c;
+        my $r = run_bench(['serve', @$args], timeout => 10);
+        is($r->{code}, 2, "serve @$args: exit 2");
+        like($r->{err}, $re, "serve @$args: message names it");
+    }
+};
+
 subtest '--help documents the vLLM flags and the subcommands' => sub {
     my $r = run_bench(['--help'], timeout => 10);
     is($r->{code}, 0, 'exit 0');
@@ -683,6 +730,27 @@ subtest '--help documents the vLLM flags and the subcommands' => sub {
     }
     like($h, qr/\b$_\b/, "--help names '$_'")
         for qw(synthesize analyze compare serve);
+    for my $sub (qw(run synthesize analyze compare serve)) {
+        my $x = run_bench([$sub, '--help'], timeout => 10);
+        is($x->{code}, 0, "$sub --help: exit 0");
+        like($x->{out}, qr/\S/, "$sub --help: prints its help");
+    }
+};
+
+subtest "bench/README.md's run flag table is --help's flag list" => sub {
+    my $h = run_bench(['--help'], timeout => 10)->{out};
+    my ($run) = $h =~ /^(Run flags.*)\z/ms;
+    my %help = map { $_ => 1 } ($run // '') =~ /^  (--[a-z][a-z-]*)/mg;
+    my $readme = read_file('bench/README.md');
+    my ($table) = $readme =~ /^## Run flags\n(.*?)^## /ms;
+    my %doc;
+    for my $row (grep { /^\| `--/ } split /\n/, $table // '') {
+        my ($cell) = $row =~ /^\|([^|]*(?:\\\|[^|]*)*)\|/;
+        $doc{$_} = 1 for ($cell // '') =~ /(--[a-z][a-z-]*)/g;
+    }
+    ok(scalar(keys %help) > 40, scalar(keys %help) . ' flags in --help');
+    is_deeply([sort keys %doc], [sort keys %help],
+              'the same flags in both');
 };
 
 done_testing();

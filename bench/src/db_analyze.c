@@ -1,16 +1,18 @@
 /*
  * `analyze`: a trace's shape (requests, sessions, duration, ISL/OSL) and
  * its theoretical block hit rate with an infinite prefix cache: requests
- * in timestamp order (stable), each request's leading hash ids already
- * seen in an earlier request are hits (a prefix cache matches from the
- * start and stops at the first miss), hit rate = hits / all blocks.
+ * in timestamp order (stable), each request's leading blocks already
+ * cached by an earlier request are hits (a prefix cache matches from the
+ * start and stops at the first miss), hit rate = hits / all blocks. A
+ * block is cached under its chain of ids (64-bit keys: a collision, about
+ * n^2 / 2^65 for n blocks, could only add a hit).
  */
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "db_stats.h"
 #include "db_trace.h"
 #include "db_trace_int.h"
 
@@ -96,76 +98,118 @@ db_u64map_put(db_u64map_t *m, uint64_t key, uint64_t val, int *added)
     return 0;
 }
 
-typedef struct {
-    double  ts;
-    size_t  i;
-} ord_t;
-
-static int
-ord_cmp(const void *a, const void *b)
+/* The cache key of a block: its hash id after the chain of the ids
+ * before it, as a prefix cache keys a block by its whole prefix. */
+static uint64_t
+chain(uint64_t prev, uint64_t id)
 {
-    const ord_t  *x = a, *y = b;
-
-    if (x->ts != y->ts) {
-        return x->ts < y->ts ? -1 : 1;
-    }
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-static int
-dbl_cmp(const void *a, const void *b)
-{
-    double  x = *(const double *) a, y = *(const double *) b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* numpy.percentile's default (linear) on sorted values. */
-static double
-pct(const double *v, size_t n, double p)
-{
-    double  rank, frac;
-    size_t  lo;
-
-    if (n == 0) {
-        return 0;
-    }
-    rank = p / 100.0 * (double) (n - 1);
-    lo = (size_t) floor(rank);
-    frac = rank - (double) lo;
-    if (lo + 1 >= n) {
-        return v[n - 1];
-    }
-    return v[lo] + (v[lo + 1] - v[lo]) * frac;
+    return mix(prev ^ mix(id + 0x9e3779b97f4a7c15ULL));
 }
 
 static void
 dist(double *v, size_t n, double *mean, double *median, double *p90,
     double *p99, double *min, double *max)
 {
-    double  sum = 0;
-    size_t  i;
+    static const double  pcts[] = { 90, 99 };
+    db_dist_t            d;
 
-    qsort(v, n, sizeof(*v), dbl_cmp);
-    for (i = 0; i < n; i++) {
-        sum += v[i];
+    db_dist_compute(v, n, pcts, 2, &d);
+    *mean = d.mean;
+    *median = d.median;
+    *p90 = d.pct[0];
+    *p99 = d.pct[1];
+    *min = d.min;
+    *max = d.max;
+}
+
+/*
+ * One request against the cache: its leading blocks whose keys are cached
+ * are hits (matching stops at the first miss; *hits gets their number),
+ * then all its blocks are cached. Keying by the chain, not the bare id,
+ * counts what the server's cache would hold when a trace reuses an id
+ * after a different prefix (the replay sends the same tokens for it, but
+ * the server hashes them with their prefix); for Mooncake's
+ * prefix-consistent ids both agree.
+ */
+static int
+replay(const db_trace_rec_t *r, db_u64map_t *cache, db_u64map_t *ids,
+    size_t *hits)
+{
+    uint64_t  key = 0x636861696eULL;
+    size_t    j;
+    int       prefix = 1, added;
+
+    *hits = 0;
+    for (j = 0; j < r->n_hash_ids; j++) {
+        key = chain(key, r->hash_ids[j]);
+        if (prefix && db_u64map_get(cache, key) != NULL) {
+            (*hits)++;
+        } else {
+            prefix = 0;
+        }
+        if (db_u64map_put(cache, key, 0, &added) != 0
+            || (ids != NULL
+                && db_u64map_put(ids, r->hash_ids[j], 0, &added) != 0))
+        {
+            return -1;
+        }
     }
-    *mean = n ? sum / (double) n : 0;
-    *median = pct(v, n, 50);
-    *p90 = pct(v, n, 90);
-    *p99 = pct(v, n, 99);
-    *min = n ? v[0] : 0;
-    *max = n ? v[n - 1] : 0;
+    return 0;
+}
+
+/* Replays the trace in timestamp order: blocks, hits, unique ids, and
+ * with bs > 0 the hit tokens (hit blocks of bs tokens, a request's hits
+ * cut to its input_length). -1 when out of memory. */
+static int
+replay_all(const db_trace_t *tr, int64_t bs, db_analysis_t *a,
+    uint64_t *hit_tokens)
+{
+    db_u64map_t   cache = { 0 }, ids = { 0 };
+    size_t       *ord = db_trace_order(tr), i, hits;
+    int           rc = -1;
+
+    if (ord == NULL) {
+        return -1;
+    }
+    for (i = 0; i < tr->n; i++) {
+        const db_trace_rec_t  *r = &tr->v[ord[i]];
+
+        if (replay(r, &cache, bs > 0 ? NULL : &ids, &hits) != 0) {
+            goto done;
+        }
+        a->blocks += r->n_hash_ids;
+        a->hits += hits;
+        if (bs > 0) {
+            uint64_t  t = (uint64_t) hits * (uint64_t) bs;
+
+            *hit_tokens += t < (uint64_t) r->input_length
+                           ? t : (uint64_t) r->input_length;
+        }
+    }
+    a->unique_blocks = ids.n;
+    rc = 0;
+done:
+    db_u64map_free(&cache);
+    db_u64map_free(&ids);
+    free(ord);
+    return rc;
+}
+
+int
+db_trace_hit_tokens(const db_trace_t *tr, int64_t bs, uint64_t *hit_tokens)
+{
+    db_analysis_t  a;
+
+    memset(&a, 0, sizeof(a));
+    *hit_tokens = 0;
+    return bs > 0 ? replay_all(tr, bs, &a, hit_tokens) : -1;
 }
 
 void
 db_trace_analyze(const db_trace_t *tr, db_analysis_t *a)
 {
-    db_u64map_t   seen = { 0 };
-    ord_t        *ord;
-    double       *isl, *osl, first = 0, last = 0;
-    size_t        i, j;
-    int           added;
+    size_t       *ord = NULL, i;
+    double       *isl, *osl;
 
     memset(a, 0, sizeof(*a));
     a->requests = tr->n;
@@ -173,55 +217,28 @@ db_trace_analyze(const db_trace_t *tr, db_analysis_t *a)
     if (tr->n == 0) {
         return;
     }
-    ord = malloc(tr->n * sizeof(*ord));
     isl = malloc(tr->n * sizeof(*isl));
     osl = malloc(tr->n * sizeof(*osl));
-    if (ord == NULL || isl == NULL || osl == NULL) {
+    ord = db_trace_order(tr);
+    if (ord == NULL || isl == NULL || osl == NULL
+        || replay_all(tr, 0, a, NULL) != 0)
+    {
         goto done;
     }
     for (i = 0; i < tr->n; i++) {
-        ord[i].ts = tr->v[i].timestamp_ms;
-        ord[i].i = i;
         isl[i] = (double) tr->v[i].input_length;
         osl[i] = (double) tr->v[i].output_length;
     }
-    qsort(ord, tr->n, sizeof(*ord), ord_cmp);
-    for (i = 0; i < tr->n; i++) {
-        const db_trace_rec_t  *r = &tr->v[ord[i].i];
-        int                    prefix = 1;
-
-        if (r->timestamp_ms >= 0) {
-            if (i == 0) {
-                first = r->timestamp_ms;
-            }
-            last = r->timestamp_ms;
-        }
-        for (j = 0; j < r->n_hash_ids; j++) {
-            int  hit = db_u64map_get(&seen, r->hash_ids[j]) != NULL;
-
-            a->blocks++;
-            if (prefix && hit) {
-                a->hits++;
-            } else {
-                prefix = 0;
-            }
-        }
-        /* after the request: its own repeated ids are not hits */
-        for (j = 0; j < r->n_hash_ids; j++) {
-            if (db_u64map_put(&seen, r->hash_ids[j], 0, &added) != 0) {
-                goto done;
-            }
-        }
-    }
-    a->unique_blocks = seen.n;
     a->hit_rate = a->blocks ? (double) a->hits / (double) a->blocks : 0;
-    a->duration_s = (last - first) / 1000.0;
+    if (tr->v[ord[0]].timestamp_ms >= 0) {
+        a->duration_s = (tr->v[ord[tr->n - 1]].timestamp_ms
+                         - tr->v[ord[0]].timestamp_ms) / 1000.0;
+    }
     dist(isl, tr->n, &a->isl_mean, &a->isl_median, &a->isl_p90,
          &a->isl_p99, &a->isl_min, &a->isl_max);
     dist(osl, tr->n, &a->osl_mean, &a->osl_median, &a->osl_p90,
          &a->osl_p99, &a->osl_min, &a->osl_max);
 done:
-    db_u64map_free(&seen);
     free(ord);
     free(isl);
     free(osl);

@@ -5,7 +5,8 @@
  * dynamo-bench's subcommands. Each takes its own argv (argv[0] is the
  * subcommand's name) and returns the process exit status: 0 done, 1 the
  * run failed (nothing could be measured), 2 bad usage or bad input (a
- * message on stderr).
+ * message on stderr), 130 ^C cut the run short (what ran is still
+ * printed and written).
  */
 
 int db_cmd_run(int argc, char **argv);        /* the benchmark (default) */

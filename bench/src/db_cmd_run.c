@@ -2,7 +2,10 @@
  * The run command: options -> tokenizer -> dataset -> one run, or one per
  * --concurrency step -> metrics -> the result block on stdout, files and
  * plots on request. Exit status: 0 when a timed request succeeded, 1 when
- * none did (or the run could not start), 2 on bad usage or input.
+ * none did (or a run could not start, or a file could not be written), 2
+ * on bad usage or input, 130 (128 + SIGINT) when ^C cut the run short:
+ * what was measured up to then is still printed and written, but a script
+ * must not take it for the whole run.
  */
 
 #include <errno.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db_cmd.h"
 #include "db_metrics.h"
@@ -251,15 +255,17 @@ result_base(const db_opts_t *o, char *out, size_t len)
         dataset_name(o->dataset), who, conc, rate, date);
 }
 
-/* mkdir -p */
+/* mkdir -p, then a writable directory; -1 with errno set. */
 static int
 make_dir(const char *dir)
 {
-    char    p[4096];
-    size_t  i, n;
+    char         p[4096];
+    size_t       i, n;
+    struct stat  sb;
 
     n = strlen(dir);
     if (n == 0 || n >= sizeof(p)) {
+        errno = n == 0 ? ENOENT : ENAMETOOLONG;
         return -1;
     }
     memcpy(p, dir, n + 1);
@@ -274,7 +280,14 @@ make_dir(const char *dir)
             p[i] = c;
         }
     }
-    return 0;
+    if (stat(dir, &sb) != 0) {
+        return -1;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return access(dir, W_OK | X_OK);
 }
 
 typedef struct {
@@ -385,19 +398,124 @@ first_error(const db_run_out_t *runs, size_t n)
     return NULL;
 }
 
+/* What the steps left: results and summaries of the steps done. */
+typedef struct {
+    db_run_out_t  *runs;
+    db_summary_t  *sums;
+    size_t         n_steps;
+    size_t         done;
+    size_t         completed;      /* successful timed requests, all steps */
+    int            failed;         /* a step could not run: the later ones
+                                      were skipped */
+    int            interrupted;    /* ^C: the later steps were skipped */
+} db_steps_t;
+
+/*
+ * Runs every step (one, or one per --concurrency value), printing each
+ * step's block as it ends. A step that cannot run, or ^C, ends the sweep
+ * there; what the earlier steps measured is kept for the table and files.
+ */
+static void
+run_steps(const db_opts_t *o, const db_opts_t *ro, const db_dataset_t *ds,
+    const kvr_tokenizer_t *tok, db_steps_t *st)
+{
+    char    err[ERRLEN];
+    size_t  i;
+    int     sweep = o->n_sweep > 0;
+
+    for (i = 0; i < st->n_steps; i++) {
+        size_t c = sweep ? o->sweep[i] : o->max_concurrency;
+
+        if (sweep) {
+            fprintf(stderr, "dynamo-bench: concurrency %zu (%zu/%zu)\n", c,
+                i + 1, st->n_steps);
+        }
+        if (db_run(ro, ds, tok, c, &st->runs[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "dynamo-bench: %s\n", err);
+            st->failed = 1;
+            return;
+        }
+        if (db_metrics_compute(ro, &st->runs[i], &st->sums[i]) != 0) {
+            fprintf(stderr, "dynamo-bench: metrics: out of memory\n");
+            st->failed = 1;
+            return;
+        }
+        st->done = i + 1;
+        st->completed += st->sums[i].completed;
+        if (sweep) {
+            printf("concurrency %zu\n", c);
+        }
+        db_report_print(&st->sums[i], stdout);
+        fflush(stdout);
+        if (db_run_interrupted()) {
+            st->interrupted = 1;
+            return;
+        }
+    }
+}
+
+/* Exit status of the run command; see the file's header. */
+static int
+run_status(const db_steps_t *st, int write_failed)
+{
+    if (st->interrupted) {
+        if (st->n_steps == 1) {
+            fprintf(stderr, "dynamo-bench: interrupted: the figures cover "
+                "the part that ran\n");
+        } else {
+            fprintf(stderr, "dynamo-bench: interrupted: %zu of %zu steps "
+                "run, the last one cut short\n", st->done, st->n_steps);
+        }
+        return 130;
+    }
+    if (st->failed || write_failed) {
+        return 1;
+    }
+    if (st->completed == 0) {
+        const char *e = first_error(st->runs, st->done);
+
+        fprintf(stderr, "dynamo-bench: no request succeeded%s%s\n",
+            e != NULL ? "; first error: " : "", e != NULL ? e : "");
+        return 1;
+    }
+    return 0;
+}
+
+/* The directory and file name the results go to, made before the run so
+ * that a bad --result-dir costs no benchmark. -1 with a message printed. */
+static int
+prepare_out(const db_opts_t *o, db_out_t *w)
+{
+    char  name[1024];
+
+    memset(w, 0, sizeof(*w));
+    w->o = o;
+    if (!o->save_result && !o->save_detailed && !o->plot) {
+        return 0;
+    }
+    result_base(o, name, sizeof(name));
+    if (make_dir(o->result_dir) != 0) {
+        fprintf(stderr, "dynamo-bench: --result-dir %s: %s\n",
+            o->result_dir, strerror(errno));
+        return -1;
+    }
+    snprintf(w->base, sizeof(w->base), "%s/%s", o->result_dir, name);
+    return 0;
+}
+
 int
 db_cmd_run(int argc, char **argv)
 {
     db_opts_t          o, ro;
     kvr_tokenizer_t   *tok = NULL;
     db_dataset_t       ds;
-    db_run_out_t      *runs = NULL;
-    db_summary_t      *sums = NULL;
+    db_steps_t         st;
     db_out_t           w;
-    char               err[ERRLEN], name[1024];
-    size_t             n_steps, i, done = 0, completed = 0, timed = 0;
-    int                rc, sweep;
+    char               err[ERRLEN];
+    size_t             i, timed = 0;
+    int                rc;
 
+    memset(&st, 0, sizeof(st));
     db_opts_defaults(&o);
     db_dataset_init(&ds);
     rc = db_opts_parse(&o, argc, argv, err, sizeof(err));
@@ -409,7 +527,7 @@ db_cmd_run(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     }
     rc = 2;
-    if (load_tokenizer(&o, &tok) != 0
+    if (prepare_out(&o, &w) != 0 || load_tokenizer(&o, &tok) != 0
         || build_dataset(&o, tok, &ds, &timed) != 0)
     {
         goto out;
@@ -419,84 +537,33 @@ db_cmd_run(int argc, char **argv)
     /* the runner's view: timed requests as the dataset allows */
     ro = o;
     ro.num_prompts = timed;
-    sweep = o.n_sweep > 0;
-    n_steps = sweep ? o.n_sweep : 1;
-    runs = calloc(n_steps, sizeof(*runs));
-    sums = calloc(n_steps, sizeof(*sums));
-    if (runs == NULL || sums == NULL) {
+    st.n_steps = o.n_sweep > 0 ? o.n_sweep : 1;
+    st.runs = calloc(st.n_steps, sizeof(*st.runs));
+    st.sums = calloc(st.n_steps, sizeof(*st.sums));
+    if (st.runs == NULL || st.sums == NULL) {
         fprintf(stderr, "dynamo-bench: out of memory\n");
         rc = 1;
         goto out;
     }
-    for (i = 0; i < n_steps; i++) {
-        size_t c = sweep ? o.sweep[i] : o.max_concurrency;
-
-        if (sweep) {
-            fprintf(stderr, "dynamo-bench: concurrency %zu (%zu/%zu)\n", c,
-                i + 1, n_steps);
-        }
-        if (db_run(&ro, &ds, tok, c, &runs[i], err, sizeof(err)) != 0) {
-            fprintf(stderr, "dynamo-bench: %s\n", err);
-            rc = 1;
-            goto out;
-        }
-        if (db_metrics_compute(&ro, &runs[i], &sums[i]) != 0) {
-            fprintf(stderr, "dynamo-bench: metrics: out of memory\n");
-            rc = 1;
-            goto out;
-        }
-        done = i + 1;
-        completed += sums[i].completed;
-        if (sweep) {
-            printf("concurrency %zu\n", c);
-        }
-        db_report_print(&sums[i], stdout);
-        fflush(stdout);
-        if (db_run_interrupted()) {
-            break;      /* ^C: report what was measured, skip the rest */
-        }
-    }
-    if (sweep) {
-        db_sweep_print(sums, done, stdout);
+    run_steps(&o, &ro, &ds, tok, &st);
+    if (o.n_sweep > 0 && st.done > 0) {
+        db_sweep_print(st.sums, st.done, stdout);
         fflush(stdout);
     }
-
-    if (o.save_result || o.save_detailed || o.plot) {
-        memset(&w, 0, sizeof(w));
-        w.o = &o;
-        result_base(&o, name, sizeof(name));
-        if (make_dir(o.result_dir) != 0) {
-            fprintf(stderr, "dynamo-bench: --result-dir %s: %s\n",
-                o.result_dir, strerror(errno));
-            w.failed = 1;
-        } else {
-            snprintf(w.base, sizeof(w.base), "%s/%s", o.result_dir, name);
-            write_results(&w, sums, runs, done, sweep);
-        }
-        if (w.failed) {
-            rc = 1;
-            goto out;
-        }
+    if (w.base[0] != '\0' && st.done > 0) {
+        write_results(&w, st.sums, st.runs, st.done, o.n_sweep > 0);
     }
-    if (completed == 0) {
-        const char *e = first_error(runs, done);
-
-        fprintf(stderr, "dynamo-bench: no request succeeded%s%s\n",
-            e != NULL ? "; first error: " : "", e != NULL ? e : "");
-        rc = 1;
-        goto out;
-    }
-    rc = 0;
+    rc = run_status(&st, w.failed);
 
 out:
-    for (i = 0; i < done; i++) {
-        db_summary_free(&sums[i]);
+    for (i = 0; i < st.done; i++) {
+        db_summary_free(&st.sums[i]);
     }
-    for (i = 0; runs != NULL && i < n_steps; i++) {
-        db_run_out_free(&runs[i]);
+    for (i = 0; st.runs != NULL && i < st.n_steps; i++) {
+        db_run_out_free(&st.runs[i]);
     }
-    free(sums);
-    free(runs);
+    free(st.sums);
+    free(st.runs);
     db_dataset_free(&ds);
     if (tok != NULL) {
         kvr_tokenizer_free(tok);

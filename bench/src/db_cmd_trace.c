@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "db_cmd.h"
 #include "db_trace.h"
+#include "db_trace_int.h"
 
 static const char synth_usage[] =
 "usage: dynamo-bench synthesize [options]\n"
@@ -43,10 +45,14 @@ static const char analyze_usage[] =
 "Prints a trace's requests, sessions, duration, rate, ISL/OSL statistics,\n"
 "total and unique blocks and its theoretical block hit rate with an\n"
 "infinite prefix cache: requests in timestamp order, each request's\n"
-"leading hash ids seen in earlier requests are hits; hit rate = hits / all\n"
-"blocks. --block-size (512) gives the hit tokens and checks that records\n"
-"carry ceil(input_length / block size) hash ids (a trace made with that\n"
-"block size does: use it as --trace-block-size); FILE - reads stdin.\n";
+"leading blocks cached by earlier requests are hits (a block is cached\n"
+"under its whole prefix of ids); hit rate = hits / all blocks.\n"
+"--block-size B (512) gives the hit tokens (hit blocks of B tokens, cut\n"
+"to each request's input_length) and counts the records that carry\n"
+"ceil(input_length / B) hash ids (all of them in a trace made with\n"
+"blocks of B: replay it with --trace-block-size B).\n"
+"--json prints the figures above the hit tokens as one JSON object.\n"
+"FILE - reads stdin; an empty trace or a bad line exits 2.\n";
 
 static int
 usage_error(const char *cmd, const char *msg, const char *arg)
@@ -109,46 +115,67 @@ enum {
     F_TURNS, F_DELAY, F_TARGET, F_SEED, F_COUNT
 };
 
-int
-db_cmd_synthesize(int argc, char **argv)
+static const struct {
+    const char  *name;
+    int          is_int;
+    long long    min, max;
+} synth_flags[] = {
+    { "--num-requests", 1, 1, 10000000 },
+    { "--request-rate", 0, 0, 0 },
+    { "--input-len", 1, 1, 1 << 22 },
+    { "--output-len", 1, 1, 1 << 22 },
+    { "--range-ratio", 0, 0, 0 },
+    { "--block-size", 1, 1, 1 << 20 },
+    { "--system-prompts", 1, 0, 1000000 },
+    { "--system-prompt-len", 1, 0, 1 << 22 },
+    { "--turns", 1, 1, 100000 },
+    { "--delay-ms", 0, 0, 0 },
+    { "--target-hit-rate", 0, 0, 0 },
+    { "--seed", 1, 0, 0x7fffffffffffffffLL },
+};
+_Static_assert(sizeof(synth_flags) / sizeof(synth_flags[0]) == F_COUNT,
+               "one table row per flag");
+
+/* One synthesize flag's value into d[f] (the seed into *seed): 0, or 2
+ * with a message. */
+static int
+synth_value(int f, const char *v, double *d, uint64_t *seed)
 {
-    static const struct {
-        const char  *name;
-        int          is_int;
-        long long    min, max;
-    } flags[] = {
-        { "--num-requests", 1, 1, 10000000 },
-        { "--request-rate", 0, 0, 0 },
-        { "--input-len", 1, 1, 1 << 22 },
-        { "--output-len", 1, 1, 1 << 22 },
-        { "--range-ratio", 0, 0, 0 },
-        { "--block-size", 1, 1, 1 << 20 },
-        { "--system-prompts", 1, 0, 1000000 },
-        { "--system-prompt-len", 1, 0, 1 << 22 },
-        { "--turns", 1, 1, 100000 },
-        { "--delay-ms", 0, 0, 0 },
-        { "--target-hit-rate", 0, 0, 0 },
-        { "--seed", 1, 0, 0x7fffffffffffffffLL },
-    };
-    _Static_assert(sizeof(flags) / sizeof(flags[0]) == F_COUNT,
-                   "one table row per flag");
-    db_synth_conf_t  c = {
-        .num_requests = 1000, .request_rate = 10, .block_size = 512,
-        .isl = 2048, .osl = 256, .len_ratio = 0.5, .system_prompts = 4,
-        .system_len = 1024, .turns = 1, .delay_ms = 1000,
-        .target_hit = -1, .seed = 0
-    };
-    const char  *output = "-", *v;
-    char         err[512];
-    double       d[F_COUNT] = { 0 }, hit;
-    long long    ll;
-    int          i, f, matched, set[F_COUNT] = { 0 }, rc;
-    FILE        *out = stdout;
+    long long  ll;
+
+    if (synth_flags[f].is_int) {
+        if (integer(v, synth_flags[f].min, synth_flags[f].max, &ll) != 0) {
+            fprintf(stderr, "dynamo-bench synthesize: %s must be an "
+                    "integer in [%lld, %lld], not '%s'\n",
+                    synth_flags[f].name, synth_flags[f].min,
+                    synth_flags[f].max, v);
+            return 2;
+        }
+        d[f] = (double) ll;
+        if (f == F_SEED) {
+            *seed = (uint64_t) ll;
+        }
+    } else if (num(v, &d[f]) != 0) {
+        fprintf(stderr, "dynamo-bench synthesize: %s must be a number, "
+                "not '%s'\n", synth_flags[f].name, v);
+        return 2;
+    }
+    return 0;
+}
+
+/* synthesize's arguments into *c and *output: 0, 1 after --help, 2 with a
+ * message. */
+static int
+synth_args(int argc, char **argv, db_synth_conf_t *c, const char **output)
+{
+    const char  *v;
+    double       d[F_COUNT] = { 0 };
+    int          i, f, matched, set[F_COUNT] = { 0 };
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             fputs(synth_usage, stdout);
-            return 0;
+            return 1;
         }
         v = flag_value(argc, argv, &i, "--output", &matched);
         if (matched) {
@@ -156,11 +183,11 @@ db_cmd_synthesize(int argc, char **argv)
                 return usage_error("synthesize", "missing value",
                                    "--output");
             }
-            output = v;
+            *output = v;
             continue;
         }
         for (f = 0; f < F_COUNT; f++) {
-            v = flag_value(argc, argv, &i, flags[f].name, &matched);
+            v = flag_value(argc, argv, &i, synth_flags[f].name, &matched);
             if (matched) {
                 break;
             }
@@ -170,63 +197,89 @@ db_cmd_synthesize(int argc, char **argv)
         }
         if (v == NULL) {
             return usage_error("synthesize", "missing value",
-                               flags[f].name);
+                               synth_flags[f].name);
         }
-        if (flags[f].is_int) {
-            if (integer(v, flags[f].min, flags[f].max, &ll) != 0) {
-                fprintf(stderr, "dynamo-bench synthesize: %s must be an "
-                        "integer in [%lld, %lld], not '%s'\n", flags[f].name,
-                        flags[f].min, flags[f].max, v);
-                return 2;
-            }
-            d[f] = (double) ll;
-            if (f == F_SEED) {
-                c.seed = (uint64_t) ll;
-            }
-        } else if (num(v, &d[f]) != 0) {
-            fprintf(stderr, "dynamo-bench synthesize: %s must be a number, "
-                    "not '%s'\n", flags[f].name, v);
+        if (synth_value(f, v, d, &c->seed) != 0) {
             return 2;
         }
         set[f] = 1;
     }
-    if (set[F_NUM]) c.num_requests = (size_t) d[F_NUM];
-    if (set[F_RATE]) c.request_rate = d[F_RATE];
-    if (set[F_ISL]) c.isl = (int) d[F_ISL];
-    if (set[F_OSL]) c.osl = (int) d[F_OSL];
-    if (set[F_RATIO]) c.len_ratio = d[F_RATIO];
-    if (set[F_BLOCK]) c.block_size = (int) d[F_BLOCK];
-    if (set[F_SYS_N]) c.system_prompts = (int) d[F_SYS_N];
-    if (set[F_SYS_LEN]) c.system_len = (int) d[F_SYS_LEN];
-    if (set[F_TURNS]) c.turns = (int) d[F_TURNS];
-    if (set[F_DELAY]) c.delay_ms = d[F_DELAY];
+    if (set[F_NUM]) c->num_requests = (size_t) d[F_NUM];
+    if (set[F_RATE]) c->request_rate = d[F_RATE];
+    if (set[F_ISL]) c->isl = (int) d[F_ISL];
+    if (set[F_OSL]) c->osl = (int) d[F_OSL];
+    if (set[F_RATIO]) c->len_ratio = d[F_RATIO];
+    if (set[F_BLOCK]) c->block_size = (int) d[F_BLOCK];
+    if (set[F_SYS_N]) c->system_prompts = (int) d[F_SYS_N];
+    if (set[F_SYS_LEN]) c->system_len = (int) d[F_SYS_LEN];
+    if (set[F_TURNS]) c->turns = (int) d[F_TURNS];
+    if (set[F_DELAY]) c->delay_ms = d[F_DELAY];
     if (set[F_TARGET]) {
-        c.target_hit = d[F_TARGET];
-        if (!(c.target_hit >= 0)) {
+        c->target_hit = d[F_TARGET];
+        if (!(c->target_hit >= 0)) {
             return usage_error("synthesize", "--target-hit-rate must be in "
                                "[0, 1)", NULL);
         }
     }
+    return 0;
+}
+
+/* Writes tr to output ("-": stdout); a failed write removes a regular
+ * file it made (never a device such as /dev/full). */
+static int
+synth_output(const db_trace_t *tr, const char *output, char *err,
+    size_t errlen)
+{
+    FILE         *out = stdout;
+    struct stat   st;
+    int           rc;
+
     if (strcmp(output, "-") != 0) {
         out = fopen(output, "w");
         if (out == NULL) {
-            fprintf(stderr, "dynamo-bench synthesize: %s: %s\n", output,
-                    strerror(errno));
-            return 2;
+            snprintf(err, errlen, "%s: %s", output, strerror(errno));
+            return -1;
         }
     }
-    rc = db_synth_write(&c, out, &hit, err, sizeof(err));
-    if (out != stdout) {
-        if (fclose(out) != 0 && rc == 0) {
-            snprintf(err, sizeof(err), "%s: write error", output);
-            rc = -1;
-        }
-        if (rc != 0) {
+    rc = db_synth_write_trace(tr, out);
+    if (out == stdout) {
+        rc = fflush(out) != 0 ? -1 : rc;
+    } else {
+        rc = fclose(out) != 0 ? -1 : rc;
+        if (rc != 0 && stat(output, &st) == 0 && S_ISREG(st.st_mode)) {
             remove(output);
         }
-    } else if (fflush(out) != 0 && rc == 0) {
-        snprintf(err, sizeof(err), "write error");
-        rc = -1;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: write error", output);
+    }
+    return rc;
+}
+
+int
+db_cmd_synthesize(int argc, char **argv)
+{
+    db_synth_conf_t  c = {
+        .num_requests = 1000, .request_rate = 10, .block_size = 512,
+        .isl = 2048, .osl = 256, .len_ratio = 0.5, .system_prompts = 4,
+        .system_len = 1024, .turns = 1, .delay_ms = 1000,
+        .target_hit = -1, .seed = 0
+    };
+    const char  *output = "-";
+    db_trace_t   tr;
+    char         err[512];
+    double       hit;
+    int          rc;
+
+    rc = synth_args(argc, argv, &c, &output);
+    if (rc != 0) {
+        return rc == 1 ? 0 : rc;
+    }
+    /* the trace first: a refused configuration leaves --output alone */
+    rc = db_synth_build(&c, &tr, &hit, err, sizeof(err));
+    if (rc == 0) {
+        rc = synth_output(&tr, output, err, sizeof(err));
+        db_trace_free(&tr);
     }
     if (rc != 0) {
         fprintf(stderr, "dynamo-bench synthesize: %s\n", err);
@@ -247,6 +300,7 @@ db_cmd_analyze(int argc, char **argv)
     char            err[512];
     long long       bs = 512;
     size_t          fit = 0, j;
+    uint64_t        hit_tok = 0, in_tok = 0;
     int             i, matched, json = 0;
 
     for (i = 1; i < argc; i++) {
@@ -281,20 +335,35 @@ db_cmd_analyze(int argc, char **argv)
         fprintf(stderr, "dynamo-bench analyze: %s\n", err);
         return 2;
     }
+    if (tr.n == 0) {
+        db_trace_free(&tr);
+        fprintf(stderr, "dynamo-bench analyze: %s: the trace has no "
+                "requests\n", path);
+        return 2;
+    }
     db_trace_analyze(&tr, &a);
+    /* also the check that analyze had the memory it needed */
+    if (db_trace_hit_tokens(&tr, bs, &hit_tok) != 0) {
+        db_trace_free(&tr);
+        fprintf(stderr, "dynamo-bench analyze: out of memory\n");
+        return 2;
+    }
     for (j = 0; j < tr.n; j++) {
         const db_trace_rec_t  *r = &tr.v[j];
 
         /* a trace made with this block size has ceil(ISL / B) ids */
         fit += r->n_hash_ids == (size_t) ((r->input_length + bs - 1) / bs);
+        in_tok += (uint64_t) r->input_length;
     }
     if (json) {
         db_analysis_json(&a, stdout);
     } else {
         db_analysis_print(&a, stdout);
-        printf("%-28s %lld\n", "Hit tokens (x block size):",
-               (long long) a.hits * bs);
-        printf("%-28s %zu of %zu\n", "ceil(ISL / block) ids:", fit, tr.n);
+        printf("%-28s %llu of %llu input tokens (%.4f)\n", "Hit tokens:",
+               (unsigned long long) hit_tok, (unsigned long long) in_tok,
+               in_tok ? (double) hit_tok / (double) in_tok : 0);
+        printf("%-28s %zu of %zu (--block-size %lld)\n",
+               "ceil(ISL / block) ids:", fit, tr.n, bs);
     }
     db_trace_free(&tr);
     return fflush(stdout) == 0 ? 0 : 2;

@@ -16,6 +16,7 @@
 
 #define LABEL_W    34
 #define RATIO_W    8
+#define TITLE_MAX  20
 #define MAX_FILE   (64u << 20)
 
 typedef enum { V_INT, V_FLOAT } vkind_t;
@@ -60,6 +61,17 @@ static void row(table_t *t, const char *label, vkind_t kind,
     fputc('\n', t->out);
 }
 
+/* A, B, ..., Z, then AA, AB, ... (64 columns at most). */
+static const char *col_letter(size_t i, char *buf, size_t len)
+{
+    if (i < 26)
+        snprintf(buf, len, "%c", (int) ('A' + i));
+    else
+        snprintf(buf, len, "%c%c", (int) ('A' + i / 26 - 1),
+            (int) ('A' + i % 26));
+    return buf;
+}
+
 static const char *title(const db_summary_t *s, size_t i, char *buf,
     size_t len)
 {
@@ -74,23 +86,31 @@ int db_compare_print(const db_summary_t *s, size_t n, FILE *out)
     table_t t = { s, n, { 0 }, out };
     double v[64];
     int has[64];
-    char buf[64], lab[96], pw[32];
+    char buf[64], lab[96], pw[32], let[4];
 
     if (n < 2 || n > 64)
         return -1;
 
+    /* columns are headed by their titles, or, when one is too long for a
+     * readable row, by their letters (the legend above says which) */
+    int letters = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(title(s, i, buf, sizeof(buf)));
-        t.w[i] = l > 12 ? l : 12;
-        fprintf(out, "%c = %s\n", (int) ('A' + i % 26),
-            title(s, i, buf, sizeof(buf)));
+        col_letter(i, let, sizeof(let));
+        fprintf(out, "%s = %s\n", let, title(s, i, buf, sizeof(buf)));
+        letters |= strlen(title(s, i, buf, sizeof(buf))) > TITLE_MAX;
     }
     fputc('\n', out);
     fprintf(out, "%-*s", LABEL_W, "");
-    for (size_t i = 0; i < n; i++)
-        fprintf(out, " %*s", (int) t.w[i], title(s, i, buf, sizeof(buf)));
+    for (size_t i = 0; i < n; i++) {
+        const char *h = letters ? col_letter(i, let, sizeof(let))
+                                : title(s, i, buf, sizeof(buf));
+        size_t l = strlen(h);
+        t.w[i] = l > 12 ? l : 12;
+        fprintf(out, " %*s", (int) t.w[i], h);
+    }
     for (size_t i = 1; i < n; i++) {
-        snprintf(buf, sizeof(buf), "%c/A", (int) ('A' + i % 26));
+        col_letter(i, let, sizeof(let));
+        snprintf(buf, sizeof(buf), "%s/A", let);
         fprintf(out, " %*s", RATIO_W, buf);
     }
     fputc('\n', out);
@@ -194,7 +214,7 @@ static char *read_file(const char *path, size_t *len, char *err,
         n += r;
         if (r == 0) {
             if (ferror(f)) {
-                snprintf(err, errlen, "read error");
+                snprintf(err, errlen, "%s", strerror(errno));
                 free(buf);
                 buf = NULL;
             }
@@ -281,6 +301,10 @@ static int add_file(const char *path, db_summary_t *s, size_t *n)
             snprintf(title, sizeof(title), "%s #%zu", name, k + 1);
         else
             snprintf(title, sizeof(title), "%s", name);
+        /* one line per title: a label's control bytes would break rows */
+        for (char *c = title; *c; c++)
+            if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                *c = ' ';
         free(x->label);
         x->label = strdup(title);
         if (!x->label) {

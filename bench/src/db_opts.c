@@ -172,6 +172,9 @@ static const db_flag_t flags[] = {
 
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
+/* Prompt tokens a random dataset may hold (ids and text: some 8 GB). */
+#define MAX_PROMPT_TOKENS  1e9
+
 static const char *usage_examples =
     "Examples:\n"
     "  dynamo-bench --base-url http://127.0.0.1:8080 --model stories260K \\\n"
@@ -308,26 +311,26 @@ add_header(db_opts_t *o, const char *h, char *err, size_t errlen)
     size_t       i;
 
     if (colon == NULL || colon == h) {
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--header: '%s' is not 'Name: value'", h);
     }
     for (i = 0; h + i < colon; i++) {
         unsigned char c = (unsigned char) h[i];
         if (c <= ' ' || c >= 127) {
-            return db_opt_fail(err, errlen, "--header: bad name in '%s'", h);
+            return db_fail(err, errlen, "--header: bad name in '%s'", h);
         }
     }
     if (strpbrk(h, "\r\n") != NULL) {
-        return db_opt_fail(err, errlen, "--header: line breaks in '%s'", h);
+        return db_fail(err, errlen, "--header: line breaks in '%s'", h);
     }
     v = realloc(o->headers, (o->n_headers + 1) * sizeof(*v));
     if (v == NULL) {
-        return db_opt_fail(err, errlen, "out of memory");
+        return db_fail(err, errlen, "out of memory");
     }
     o->headers = v;
     v[o->n_headers] = strdup(h);
     if (v[o->n_headers] == NULL) {
-        return db_opt_fail(err, errlen, "out of memory");
+        return db_fail(err, errlen, "out of memory");
     }
     o->n_headers++;
     return 0;
@@ -444,7 +447,7 @@ parse_dataset(db_opts_t *o, const char *s, char *err, size_t errlen)
     } else if (strcmp(s, "sessions") == 0) {
         o->dataset = DB_DATA_SESSIONS;
     } else {
-        return db_opt_fail(err, errlen, "--dataset-name: unknown dataset '%s' "
+        return db_fail(err, errlen, "--dataset-name: unknown dataset '%s' "
             "(random, trace, sessions)", s);
     }
     return 0;
@@ -471,7 +474,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
     case O_BASE_URL:
         if (strncmp(a, "http://", 7) != 0 && strncmp(a, "https://", 8) != 0)
         {
-            return db_opt_fail(err, errlen,
+            return db_fail(err, errlen,
                 "--base-url: '%s' is not an http:// or "
                 "https:// URL", a);
         }
@@ -485,7 +488,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         return 0;
     case O_HOST:
         if (*a == '\0') {
-            return db_opt_fail(err, errlen, "--host: empty");
+            return db_fail(err, errlen, "--host: empty");
         }
         st->host = a;
         return 0;
@@ -500,7 +503,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         }
     case O_ENDPOINT:
         if (a[0] != '/') {
-            return db_opt_fail(err, errlen,
+            return db_fail(err, errlen,
                 "--endpoint: '%s' must start with /",
                 a);
         }
@@ -510,7 +513,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         if (strcmp(a, "openai") != 0 && strcmp(a, "vllm") != 0
             && strcmp(a, "openai-chat") != 0)
         {
-            return db_opt_fail(err, errlen, "--backend: unknown backend '%s' "
+            return db_fail(err, errlen, "--backend: unknown backend '%s' "
                 "(openai, vllm, openai-chat)", a);
         }
         st->backend = a;
@@ -531,7 +534,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         } else if (strcmp(a, "tokens") == 0) {
             o->prompt_tokens = 1;
         } else {
-            return db_opt_fail(err, errlen,
+            return db_fail(err, errlen,
                 "--prompt-format: '%s' is not text or "
                 "tokens", a);
         }
@@ -544,7 +547,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         return db_opt_str(&o->dataset_path, a, err, errlen);
     case O_NUM_PROMPTS:
         o->num_prompts_set = 1;
-        return db_opt_size(flag, a, 1, &o->num_prompts, err, errlen);
+        return db_opt_count(flag, a, 1, &o->num_prompts, err, errlen);
     case O_SEED:
         {
             long long s;
@@ -574,7 +577,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         } else if (strcmp(a, "none") == 0) {
             o->trace.fixed_schedule = 0;
         } else {
-            return db_opt_fail(err, errlen,
+            return db_fail(err, errlen,
                 "--trace-schedule: '%s' is not fixed "
                 "or none", a);
         }
@@ -613,7 +616,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         if (db_opt_double(flag, a, 0.0, 1, HUGE_VAL, 0, &o->request_rate,
                 err, errlen) != 0)
         {
-            return db_opt_fail(err, errlen,
+            return db_fail(err, errlen,
                 "--request-rate: '%s' must be a number "
                 "> 0 or inf", a);
         }
@@ -625,7 +628,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         return db_opt_double(flag, a, 0.0, 1, HUGE_VAL, 0, &o->duration_s,
             err, errlen);
     case O_NUM_WARMUPS:
-        return db_opt_size(flag, a, 0, &o->num_warmups, err, errlen);
+        return db_opt_count(flag, a, 0, &o->num_warmups, err, errlen);
     case O_REQUEST_TIMEOUT:
         return db_opt_double(flag, a, 0.0, 1, HUGE_VAL, 0, &o->timeout_s,
             err, errlen);
@@ -647,7 +650,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         return db_opt_str(&o->result_dir, a, err, errlen);
     case O_RESULT_FILENAME:
         if (*a == '\0' || strchr(a, '/') != NULL) {
-            return db_opt_fail(err, errlen, "--result-filename: '%s' must be a "
+            return db_fail(err, errlen, "--result-filename: '%s' must be a "
                 "file name (use --result-dir for the directory)", a);
         }
         return db_opt_str(&o->result_filename, a, err, errlen);
@@ -660,7 +663,7 @@ apply(db_opts_t *o, parse_state_t *st, int id, const char *flag,
         st->disable_tqdm = 1;
         return 0;
     }
-    return db_opt_fail(err, errlen, "--%s: not handled", flag);
+    return db_fail(err, errlen, "--%s: not handled", flag);
 }
 
 /* Cross-flag checks and derived fields, once every flag is in. */
@@ -694,12 +697,12 @@ finish(db_opts_t *o, parse_state_t *st, char *err, size_t errlen)
     if (st->backend != NULL && strcmp(st->backend, "openai-chat") == 0
         && !o->chat)
     {
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--backend openai-chat: --endpoint %s is "
             "not a chat/completions path", o->endpoint);
     }
     if (o->prompt_tokens && o->chat) {
-        return db_opt_fail(err, errlen, "--prompt-format tokens: only for "
+        return db_fail(err, errlen, "--prompt-format tokens: only for "
             "completions endpoints, not %s", o->endpoint);
     }
     if (o->api_key == NULL) {
@@ -711,14 +714,29 @@ finish(db_opts_t *o, parse_state_t *st, char *err, size_t errlen)
         }
     }
     if (o->dataset == DB_DATA_TRACE && o->dataset_path == NULL) {
-        return db_opt_fail(err, errlen, "--dataset-name trace: --dataset-path "
+        return db_fail(err, errlen, "--dataset-name trace: --dataset-path "
             "FILE is needed");
     }
     if (o->dataset == DB_DATA_RANDOM
         && (int64_t) o->random.prefix_len + o->random.input_len > INT32_MAX)
     {
-        return db_opt_fail(err, errlen, "--random-prefix-len: prefix + input "
+        return db_fail(err, errlen, "--random-prefix-len: prefix + input "
             "length too large");
+    }
+    /* the random prompts are built up front: refuse what cannot fit rather
+     * than grind through swap (the counts are < 2^31 here: no overflow) */
+    if (o->dataset == DB_DATA_RANDOM) {
+        double tokens = ((double) o->random.prefix_len
+                         + o->random.input_len
+                           * (1.0 + o->random.range_ratio))
+                        * (double) (o->num_prompts + o->num_warmups);
+        if (tokens > MAX_PROMPT_TOKENS) {
+            return db_fail(err, errlen, "--num-prompts: %zu requests "
+                "(warm-ups included) of up to %d + %d tokens make %.3g "
+                "prompt tokens, more than the %.0e built at most",
+                o->num_prompts + o->num_warmups, o->random.prefix_len,
+                o->random.input_len, tokens, MAX_PROMPT_TOKENS);
+        }
     }
     if (o->result_dir == NULL
         && db_opt_str(&o->result_dir, ".", err, errlen) != 0)
@@ -771,7 +789,7 @@ db_opts_parse(db_opts_t *o, int argc, char **argv, char *err, size_t errlen)
 
     ac = normalize_argv(argc, argv, &av);
     if (ac < 0) {
-        return db_opt_fail(err, errlen, "out of memory");
+        return db_fail(err, errlen, "out of memory");
     }
     optind = 0;            /* glibc: full re-initialization */
     opterr = 0;
@@ -787,19 +805,19 @@ db_opts_parse(db_opts_t *o, int argc, char **argv, char *err, size_t errlen)
             const char *bad = av[optind - 1];
             f = optopt >= 256 ? flag_by_id(optopt) : NULL;
             if (f != NULL) {
-                rc = db_opt_fail(err, errlen, "--%s takes no value", f->name);
+                rc = db_fail(err, errlen, "--%s takes no value", f->name);
             } else if (optopt != 0 && optopt < 256) {
-                rc = db_opt_fail(err, errlen, "unknown flag '-%c' (see --help)",
+                rc = db_fail(err, errlen, "unknown flag '-%c' (see --help)",
                     optopt);
             } else {
-                rc = db_opt_fail(err, errlen, "unknown or ambiguous flag '%s' "
+                rc = db_fail(err, errlen, "unknown or ambiguous flag '%s' "
                     "(see --help)", bad);
             }
             break;
         }
         if (c == ':') {
             f = flag_by_id(optopt);
-            rc = db_opt_fail(err, errlen, "--%s needs a value",
+            rc = db_fail(err, errlen, "--%s needs a value",
                 f != NULL ? f->name : "?");
             break;
         }
@@ -810,7 +828,7 @@ db_opts_parse(db_opts_t *o, int argc, char **argv, char *err, size_t errlen)
         }
         f = flag_by_id(c);
         if (f == NULL) {
-            rc = db_opt_fail(err, errlen, "unknown flag");
+            rc = db_fail(err, errlen, "unknown flag");
             break;
         }
         if (apply(o, &st, c, f->name, optarg, err, errlen) != 0) {
@@ -819,7 +837,7 @@ db_opts_parse(db_opts_t *o, int argc, char **argv, char *err, size_t errlen)
         }
     }
     if (rc == 0 && optind < ac) {
-        rc = db_opt_fail(err, errlen, "unexpected argument '%s' (see --help)",
+        rc = db_fail(err, errlen, "unexpected argument '%s' (see --help)",
             av[optind]);
     }
     if (rc == 0) {

@@ -6,10 +6,9 @@
 
 #include <stddef.h>
 
+#include "db_fail.h"
 #include "db_opts.h"
 
-int db_opt_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* A finite number in [min, max]; *_open excludes that end. HUGE_VAL as
  * max: no upper bound. */
@@ -21,6 +20,10 @@ int db_opt_int(const char *flag, const char *s, int min, int *out,
     char *err, size_t errlen);
 int db_opt_size(const char *flag, const char *s, long long min, size_t *out,
     char *err, size_t errlen);
+/* A request count: an integer in [min, DB_OPT_COUNT_MAX]. */
+#define DB_OPT_COUNT_MAX  100000000
+int db_opt_count(const char *flag, const char *s, long long min,
+    size_t *out, char *err, size_t errlen);
 /* Replaces *dst with a copy of s. */
 int db_opt_str(char **dst, const char *s, char *err, size_t errlen);
 

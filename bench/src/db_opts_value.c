@@ -7,25 +7,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db_opts_int.h"
-
-int
-db_opt_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 int
 db_opt_double(const char *flag, const char *s, double min, int min_open,
@@ -39,16 +25,16 @@ db_opt_double(const char *flag, const char *s, double min, int min_open,
     if (*s == '\0' || end == s || *end != '\0' || errno == ERANGE
         || !isfinite(v))
     {
-        return db_opt_fail(err, errlen, "--%s: '%s' is not a number", flag, s);
+        return db_fail(err, errlen, "--%s: '%s' is not a number", flag, s);
     }
     if (v < min || (min_open && v == min) || v > max
         || (max_open && v == max))
     {
         if (max == HUGE_VAL) {
-            return db_opt_fail(err, errlen, "--%s: %s must be %s %g", flag, s,
+            return db_fail(err, errlen, "--%s: %s must be %s %g", flag, s,
                 min_open ? ">" : ">=", min);
         }
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--%s: %s must be in %c%g, %g%c", flag, s,
             min_open ? '(' : '[', min, max, max_open ? ')' : ']');
     }
@@ -70,15 +56,15 @@ db_opt_long(const char *flag, const char *s, long long min, long long max,
     errno = 0;
     v = strtoll(p, &end, 10);
     if (*p == '\0' || end == p || *end != '\0' || errno == ERANGE) {
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--%s: '%s' is not an integer", flag, s);
     }
     if (v < min || v > max) {
         if (max == (long long) INT32_MAX || max == (long long) INT64_MAX) {
-            return db_opt_fail(err, errlen, "--%s: %s must be >= %lld", flag, s,
+            return db_fail(err, errlen, "--%s: %s must be >= %lld", flag, s,
                 min);
         }
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--%s: %s must be in [%lld, %lld]", flag,
             s, min, max);
     }
@@ -113,12 +99,25 @@ db_opt_size(const char *flag, const char *s, long long min, size_t *out,
 }
 
 int
+db_opt_count(const char *flag, const char *s, long long min, size_t *out,
+    char *err, size_t errlen)
+{
+    long long  v;
+
+    if (db_opt_long(flag, s, min, DB_OPT_COUNT_MAX, &v, err, errlen) != 0) {
+        return -1;
+    }
+    *out = (size_t) v;
+    return 0;
+}
+
+int
 db_opt_str(char **dst, const char *s, char *err, size_t errlen)
 {
     char  *c = strdup(s);
 
     if (c == NULL) {
-        return db_opt_fail(err, errlen, "out of memory");
+        return db_fail(err, errlen, "out of memory");
     }
     free(*dst);
     *dst = c;
@@ -147,7 +146,7 @@ each_word(db_opts_t *o, const char *spec, word_fn fn, size_t *count,
         }
         n = strcspn(p, ", \t\n\r\v\f");
         if (n >= sizeof(w)) {
-            return db_opt_fail(err, errlen, "'%.40s...' is too long", p);
+            return db_fail(err, errlen, "'%.40s...' is too long", p);
         }
         memcpy(w, p, n);
         w[n] = '\0';
@@ -170,7 +169,7 @@ goodput_word(db_opts_t *o, const char *w, char *err, size_t errlen)
     char        key[32];
 
     if (colon == NULL) {
-        return db_opt_fail(err, errlen, "--goodput: '%s' is not KEY:VALUE "
+        return db_fail(err, errlen, "--goodput: '%s' is not KEY:VALUE "
             "(keys ttft, tpot, e2el; values in ms)", w);
     }
     klen = (size_t) (colon - w);
@@ -182,14 +181,14 @@ goodput_word(db_opts_t *o, const char *w, char *err, size_t errlen)
     if (strcmp(key, "ttft") != 0 && strcmp(key, "tpot") != 0
         && strcmp(key, "e2el") != 0)
     {
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--goodput: unknown metric '%s' in '%s' "
             "(one of ttft, tpot, e2el)", key, w);
     }
     if (db_opt_double("goodput", colon + 1, 0.0, 0, HUGE_VAL, 0, &v, err,
             errlen) != 0)
     {
-        return db_opt_fail(err, errlen,
+        return db_fail(err, errlen,
             "--goodput: %s: '%s' is not a number of "
             "milliseconds >= 0", key, colon + 1);
     }
@@ -212,7 +211,7 @@ db_goodput_parse(db_opts_t *o, const char *spec, char *err, size_t errlen)
         return -1;
     }
     if (n == 0) {
-        return db_opt_fail(err, errlen, "--goodput: empty (KEY:MS, keys ttft, "
+        return db_fail(err, errlen, "--goodput: empty (KEY:MS, keys ttft, "
             "tpot, e2el)");
     }
     return 0;
@@ -230,7 +229,7 @@ metric_word(db_opts_t *o, const char *w, char *err, size_t errlen)
     } else if (strcmp(w, "e2el") == 0) {
         o->pct_metrics |= DB_M_E2EL;
     } else {
-        return db_opt_fail(err, errlen, "--percentile-metrics: unknown metric "
+        return db_fail(err, errlen, "--percentile-metrics: unknown metric "
             "'%s' (ttft, tpot, itl, e2el)", w);
     }
     return 0;
@@ -242,7 +241,7 @@ pct_word(db_opts_t *o, const char *w, char *err, size_t errlen)
     double  v;
 
     if (o->n_pcts == DB_PCT_MAX) {
-        return db_opt_fail(err, errlen, "--metric-percentiles: more than %d",
+        return db_fail(err, errlen, "--metric-percentiles: more than %d",
             DB_PCT_MAX);
     }
     if (db_opt_double("metric-percentiles", w, 0.0, 1, 100.0, 0, &v, err,
@@ -260,11 +259,19 @@ sweep_word(db_opts_t *o, const char *w, char *err, size_t errlen)
     size_t  v;
 
     if (o->n_sweep == DB_SWEEP_MAX) {
-        return db_opt_fail(err, errlen, "--concurrency: more than %d steps",
+        return db_fail(err, errlen, "--concurrency: more than %d steps",
             DB_SWEEP_MAX);
     }
     if (db_opt_size("concurrency", w, 1, &v, err, errlen) != 0) {
         return -1;
+    }
+    /* a step's files are named by its concurrency (-cN.jsonl, -cN-cdf.png):
+     * a repeated value would overwrite the first one's */
+    for (size_t i = 0; i < o->n_sweep; i++) {
+        if (o->sweep[i] == v) {
+            return db_fail(err, errlen, "--concurrency: %zu is listed "
+                "twice", v);
+        }
     }
     o->sweep[o->n_sweep++] = v;
     return 0;
@@ -280,7 +287,7 @@ db_opt_metrics(db_opts_t *o, const char *s, char *err, size_t errlen)
         return -1;
     }
     if (n == 0) {
-        return db_opt_fail(err, errlen, "--percentile-metrics: empty");
+        return db_fail(err, errlen, "--percentile-metrics: empty");
     }
     return 0;
 }
@@ -295,7 +302,7 @@ db_opt_pcts(db_opts_t *o, const char *s, char *err, size_t errlen)
         return -1;
     }
     if (n == 0) {
-        return db_opt_fail(err, errlen, "--metric-percentiles: empty");
+        return db_fail(err, errlen, "--metric-percentiles: empty");
     }
     return 0;
 }
@@ -310,7 +317,7 @@ db_opt_sweep(db_opts_t *o, const char *s, char *err, size_t errlen)
         return -1;
     }
     if (n == 0) {
-        return db_opt_fail(err, errlen, "--concurrency: empty sweep "
+        return db_fail(err, errlen, "--concurrency: empty sweep "
             "(N,N,...)");
     }
     return 0;

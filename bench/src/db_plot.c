@@ -72,7 +72,11 @@ static void gp_head(FILE *f, const char *png, int w, int h)
 /* Runs gnuplot on the script; 0, or -1 with a message. */
 static int gp_run(const char *script, char *err, size_t errlen)
 {
-    char *argv[] = { "gnuplot", (char *) script, NULL };
+    /* a relative path starting with '-' would read as an option */
+    char arg[4200];
+    snprintf(arg, sizeof(arg), "%s%s", script[0] == '-' ? "./" : "",
+        script);
+    char *argv[] = { "gnuplot", arg, NULL };
     pid_t pid;
     int st;
     int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
@@ -206,30 +210,12 @@ out:
     return rc;
 }
 
-/* The tail percentile of a step: 99, else the highest asked for. */
-static double tail_pct(const db_summary_t *s)
-{
-    double best = -1;
-    for (size_t i = 0; i < s->n_pcts; i++) {
-        if (s->pcts[i] == 99)
-            return 99;
-        if (s->pcts[i] > best)
-            best = s->pcts[i];
-    }
-    return best;
-}
-
+/* The distribution's value at the step's tail percentile; NaN without. */
 static double tail_value(const db_summary_t *s, const db_dist_t *d)
 {
-    double best = -1, v = NAN;
-    for (size_t i = 0; i < s->n_pcts && i < d->n_pct; i++) {
-        if (s->pcts[i] == 99)
-            return d->pct[i];
-        if (s->pcts[i] > best) {
-            best = s->pcts[i];
-            v = d->pct[i];
-        }
-    }
+    double v;
+    if (db_summary_pct(s, d, db_tail_pct(s), &v) < 0)
+        return NAN;
     return v;
 }
 
@@ -295,15 +281,15 @@ int db_plot_sweep(const db_summary_t *s, size_t n, const char *prefix,
     fputs("EOD\n", f);
     fputs("set multiplot layout 1,2\n"
           "set grid\n"
-          "set key top left\n"
+          "set key bottom right\n"
           "set xlabel 'output throughput (tok/s)'\n"
           "set xrange [0:*]\n"
           "set yrange [0:*]\n"
           "set offsets 0, graph 0.05, graph 0.1, 0\n",
         f);
     char tail[32] = "99";
-    if (tail_pct(&s[0]) >= 0)
-        db_pct_word(tail_pct(&s[0]), tail, sizeof(tail));
+    if (db_tail_pct(&s[0]) >= 0)
+        db_pct_word(db_tail_pct(&s[0]), tail, sizeof(tail));
     gp_sweep_panel(f, "TTFT", tail, 3, 4);
     gp_sweep_panel(f, "TPOT", tail, 5, 6);
     fputs("unset multiplot\n", f);

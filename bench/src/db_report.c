@@ -60,6 +60,18 @@ int db_summary_pct(const db_summary_t *s, const db_dist_t *d, double p,
     return -1;
 }
 
+double db_tail_pct(const db_summary_t *s)
+{
+    double best = -1;
+    for (size_t i = 0; i < s->n_pcts; i++) {
+        if (s->pcts[i] == 99)
+            return 99;
+        if (s->pcts[i] > best)
+            best = s->pcts[i];
+    }
+    return best;
+}
+
 /* ------------------------------------------------------------------ */
 /* the block */
 

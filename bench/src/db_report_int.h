@@ -37,6 +37,10 @@ void db_fmt_double(double v, char *buf, size_t len);
 int db_summary_pct(const db_summary_t *s, const db_dist_t *d, double p,
     double *v);
 
+/* The tail percentile a sweep table or plot shows: 99 when s has it, else
+ * the highest one it has; -1 when it has none. */
+double db_tail_pct(const db_summary_t *s);
+
 /* The summary as vLLM's result object (plus our keys); NULL on OOM. */
 json_t *db_summary_json(const db_summary_t *s);
 

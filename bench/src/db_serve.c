@@ -103,6 +103,24 @@ serve_num(const char *flag, const char *s, double min, double max,
     return 0;
 }
 
+/* A whole number in [min, max]; refusals name the flag (as serve_num). */
+static int
+serve_int(const char *flag, const char *s, int min, int max, int *out)
+{
+    double  v;
+
+    if (serve_num(flag, s, min, max, &v) != 0) {
+        return -1;
+    }
+    if (v != floor(v)) {
+        fprintf(stderr, "dynamo-bench serve: --%s: '%s' must be a whole "
+            "number\n", flag, s);
+        return -1;
+    }
+    *out = (int) v;
+    return 0;
+}
+
 static int
 serve_parse(db_serve_conf_t *c, int argc, char **argv)
 {
@@ -123,7 +141,6 @@ serve_parse(db_serve_conf_t *c, int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
-    double  v;
     int     ch;
 
     optind = 0;
@@ -134,12 +151,9 @@ serve_parse(db_serve_conf_t *c, int argc, char **argv)
             c->host = optarg;
             break;
         case S_PORT:
-            if (serve_num("port", optarg, 0, 65535, &v) != 0
-                || v != floor(v))
-            {
+            if (serve_int("port", optarg, 0, 65535, &c->port) != 0) {
                 return 2;
             }
-            c->port = (int) v;
             break;
         case S_TTFT:
             if (serve_num("ttft-ms", optarg, 0, 86400000, &c->ttft_ms)
@@ -154,20 +168,18 @@ serve_parse(db_serve_conf_t *c, int argc, char **argv)
             }
             break;
         case S_OUT:
-            if (serve_num("output-len", optarg, 0, 10000000, &v) != 0
-                || v != floor(v))
+            if (serve_int("output-len", optarg, 0, 10000000, &c->tokens)
+                != 0)
             {
                 return 2;
             }
-            c->tokens = (int) v;
             break;
         case S_CHUNK:
-            if (serve_num("chunk-tokens", optarg, 1, 1000000, &v) != 0
-                || v != floor(v))
+            if (serve_int("chunk-tokens", optarg, 1, 1000000,
+                    &c->chunk_tokens) != 0)
             {
                 return 2;
             }
-            c->chunk_tokens = (int) v;
             break;
         case S_NO_USAGE:
             c->usage = 0;
@@ -242,18 +254,23 @@ bound_port(evutil_socket_t fd)
 }
 
 static struct evconnlistener *
-listen_on(struct event_base *base, const char *host, int port)
+listen_on(struct event_base *base, const char *host, int port, char *err,
+    size_t errlen)
 {
     struct evutil_addrinfo   hints, *ai = NULL;
     struct evconnlistener   *l;
     char                     ps[16];
+    int                      gai;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = EVUTIL_AI_PASSIVE;
     snprintf(ps, sizeof(ps), "%d", port);
-    if (evutil_getaddrinfo(host, ps, &hints, &ai) != 0 || ai == NULL) {
+    gai = evutil_getaddrinfo(host, ps, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        snprintf(err, errlen, "%s", gai != 0 ? evutil_gai_strerror(gai)
+                                             : "no address");
         return NULL;
     }
     /* a deep backlog (the kernel caps it at somaxconn; libevent's -1
@@ -262,6 +279,9 @@ listen_on(struct event_base *base, const char *host, int port)
     l = evconnlistener_new_bind(base, NULL, NULL,
         LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 4096, ai->ai_addr,
         (int) ai->ai_addrlen);
+    if (l == NULL) {
+        snprintf(err, errlen, "%s", strerror(errno));
+    }
     evutil_freeaddrinfo(ai);
     return l;
 }
@@ -327,10 +347,11 @@ db_serve_main(int argc, char **argv)
     evhttp_set_timeout(srv.http, 24 * 3600);
     evhttp_set_gencb(srv.http, db_serve_on_request, &srv);
 
-    lis = listen_on(srv.base, srv.conf.host, srv.conf.port);
+    lis = listen_on(srv.base, srv.conf.host, srv.conf.port, err,
+        sizeof(err));
     if (lis == NULL) {
         fprintf(stderr, "dynamo-bench serve: cannot listen on %s:%d: %s\n",
-            srv.conf.host, srv.conf.port, strerror(errno));
+            srv.conf.host, srv.conf.port, err);
         goto out;
     }
     bs = evhttp_bind_listener(srv.http, lis);

@@ -4,26 +4,13 @@
  * length the client can reproduce without a tokenizer (words).
  */
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "db_fail.h"
 #include "db_serve_int.h"
-
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 int64_t
 db_serve_count_words(const char *s, size_t len)
@@ -63,7 +50,7 @@ prompt_len(json_t *p, int64_t *out, char *err, size_t errlen)
         return 0;
     }
     if (!json_is_array(p)) {
-        return fail(err, errlen, "'prompt' must be a string or an array");
+        return db_fail(err, errlen, "'prompt' must be a string or an array");
     }
     *out = 0;
     json_array_foreach(p, i, x) {
@@ -77,13 +64,13 @@ prompt_len(json_t *p, int64_t *out, char *err, size_t errlen)
 
             json_array_foreach(x, j, y) {
                 if (!json_is_integer(y)) {
-                    return fail(err, errlen, "'prompt[%zu]' must hold "
+                    return db_fail(err, errlen, "'prompt[%zu]' must hold "
                         "token ids", i);
                 }
             }
             *out += (int64_t) json_array_size(x);
         } else {
-            return fail(err, errlen, "'prompt[%zu]' must be a string, a "
+            return db_fail(err, errlen, "'prompt[%zu]' must be a string, a "
                 "token id or an array of token ids", i);
         }
     }
@@ -98,20 +85,20 @@ messages_len(json_t *m, int64_t *out, char *err, size_t errlen)
     json_t  *x;
 
     if (!json_is_array(m)) {
-        return fail(err, errlen, "'messages' must be an array");
+        return db_fail(err, errlen, "'messages' must be an array");
     }
     if (json_array_size(m) == 0) {
-        return fail(err, errlen, "'messages' is empty");
+        return db_fail(err, errlen, "'messages' is empty");
     }
     *out = 0;
     json_array_foreach(m, i, x) {
         json_t *c;
 
         if (!json_is_object(x)) {
-            return fail(err, errlen, "'messages[%zu]' must be an object", i);
+            return db_fail(err, errlen, "'messages[%zu]' must be an object", i);
         }
         if (!json_is_string(json_object_get(x, "role"))) {
-            return fail(err, errlen, "'messages[%zu].role' must be a "
+            return db_fail(err, errlen, "'messages[%zu].role' must be a "
                 "string", i);
         }
         c = json_object_get(x, "content");
@@ -131,7 +118,7 @@ messages_len(json_t *m, int64_t *out, char *err, size_t errlen)
                 }
             }
         } else {
-            return fail(err, errlen, "'messages[%zu].content' must be a "
+            return db_fail(err, errlen, "'messages[%zu].content' must be a "
                 "string or an array", i);
         }
     }
@@ -149,11 +136,11 @@ get_max_tokens(json_t *root, const char *key, int *out, char *err,
         return 0;
     }
     if (!json_is_integer(v)) {
-        return fail(err, errlen, "'%s' must be an integer", key);
+        return db_fail(err, errlen, "'%s' must be an integer", key);
     }
     i = json_integer_value(v);
     if (i < 1 || i > 10000000) {
-        return fail(err, errlen, "'%s' must be in [1, 10000000]", key);
+        return db_fail(err, errlen, "'%s' must be in [1, 10000000]", key);
     }
     *out = (int) i;
     return 0;
@@ -179,22 +166,22 @@ db_serve_req_parse(const char *body, size_t len, int chat, db_serve_req_t *r,
     r->max_tokens = -1;
     root = json_loadb(body, len, 0, &je);
     if (root == NULL) {
-        return fail(err, errlen, "bad JSON body: %s (line %d, column %d)",
+        return db_fail(err, errlen, "bad JSON body: %s (line %d, column %d)",
             je.text, je.line, je.column);
     }
     if (!json_is_object(root)) {
-        fail(err, errlen, "the body must be a JSON object");
+        db_fail(err, errlen, "the body must be a JSON object");
         goto done;
     }
     v = json_object_get(root, "model");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_string(v)) {
-            fail(err, errlen, "'model' must be a string");
+            db_fail(err, errlen, "'model' must be a string");
             goto done;
         }
         r->model = strdup(json_string_value(v));
         if (r->model == NULL) {
-            fail(err, errlen, "out of memory");
+            db_fail(err, errlen, "out of memory");
             goto done;
         }
     }
@@ -207,7 +194,7 @@ db_serve_req_parse(const char *body, size_t len, int chat, db_serve_req_t *r,
     v = json_object_get(root, "stream");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_boolean(v)) {
-            fail(err, errlen, "'stream' must be a boolean");
+            db_fail(err, errlen, "'stream' must be a boolean");
             goto done;
         }
         r->stream = json_is_true(v);
@@ -215,12 +202,12 @@ db_serve_req_parse(const char *body, size_t len, int chat, db_serve_req_t *r,
     so = json_object_get(root, "stream_options");
     if (so != NULL && !json_is_null(so)) {
         if (!json_is_object(so)) {
-            fail(err, errlen, "'stream_options' must be an object");
+            db_fail(err, errlen, "'stream_options' must be an object");
             goto done;
         }
         v = json_object_get(so, "include_usage");
         if (v != NULL && !json_is_boolean(v) && !json_is_null(v)) {
-            fail(err, errlen, "'stream_options.include_usage' must be a "
+            db_fail(err, errlen, "'stream_options.include_usage' must be a "
                 "boolean");
             goto done;
         }
@@ -229,7 +216,7 @@ db_serve_req_parse(const char *body, size_t len, int chat, db_serve_req_t *r,
     if (chat) {
         v = json_object_get(root, "messages");
         if (v == NULL) {
-            fail(err, errlen, "'messages' is required");
+            db_fail(err, errlen, "'messages' is required");
             goto done;
         }
         if (messages_len(v, &r->prompt_tokens, err, errlen) != 0) {
@@ -238,7 +225,7 @@ db_serve_req_parse(const char *body, size_t len, int chat, db_serve_req_t *r,
     } else {
         v = json_object_get(root, "prompt");
         if (v == NULL) {
-            fail(err, errlen, "'prompt' is required");
+            db_fail(err, errlen, "'prompt' is required");
             goto done;
         }
         if (prompt_len(v, &r->prompt_tokens, err, errlen) != 0) {

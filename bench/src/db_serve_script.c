@@ -6,26 +6,13 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "db_fail.h"
 #include "db_serve_int.h"
-
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void
 db_serve_entry_init(db_serve_entry_t *e)
@@ -56,12 +43,12 @@ get_ms(const char *key, json_t *v, double *out, char *err, size_t errlen)
     double  d;
 
     if (!json_is_number(v)) {
-        return fail(err, errlen, "%s: a number of milliseconds expected",
+        return db_fail(err, errlen, "%s: a number of milliseconds expected",
             key);
     }
     d = json_number_value(v);
     if (!isfinite(d) || d < 0.0 || d > 86400000.0) {
-        return fail(err, errlen, "%s: %g must be in [0, 86400000] ms", key,
+        return db_fail(err, errlen, "%s: %g must be in [0, 86400000] ms", key,
             d);
     }
     *out = d;
@@ -77,7 +64,7 @@ get_int(const char *key, json_t *v, int min, int max, int *out, char *err,
     if (json_is_integer(v)) {
         json_int_t i = json_integer_value(v);
         if (i < min || i > max) {
-            return fail(err, errlen, "%s: %lld must be in [%d, %d]", key,
+            return db_fail(err, errlen, "%s: %lld must be in [%d, %d]", key,
                 (long long) i, min, max);
         }
         *out = (int) i;
@@ -90,7 +77,7 @@ get_int(const char *key, json_t *v, int min, int max, int *out, char *err,
             return 0;
         }
     }
-    return fail(err, errlen, "%s: an integer in [%d, %d] expected", key, min,
+    return db_fail(err, errlen, "%s: an integer in [%d, %d] expected", key, min,
         max);
 }
 
@@ -98,7 +85,7 @@ static int
 get_bool(const char *key, json_t *v, int *out, char *err, size_t errlen)
 {
     if (!json_is_boolean(v)) {
-        return fail(err, errlen, "%s: true or false expected", key);
+        return db_fail(err, errlen, "%s: true or false expected", key);
     }
     *out = json_is_true(v);
     return 0;
@@ -117,19 +104,19 @@ get_itl(json_t *v, db_serve_entry_t *e, char *err, size_t errlen)
     } else if (json_is_array(v)) {
         n = json_array_size(v);
         if (n == 0) {
-            return fail(err, errlen, "itl_ms: empty array");
+            return db_fail(err, errlen, "itl_ms: empty array");
         }
         if (n > DB_SERVE_ITL_MAX) {
-            return fail(err, errlen, "itl_ms: more than %d entries",
+            return db_fail(err, errlen, "itl_ms: more than %d entries",
                 DB_SERVE_ITL_MAX);
         }
     } else {
-        return fail(err, errlen, "itl_ms: a number or an array of numbers "
+        return db_fail(err, errlen, "itl_ms: a number or an array of numbers "
             "expected");
     }
     e->itl_ms = malloc(n * sizeof(double));
     if (e->itl_ms == NULL) {
-        return fail(err, errlen, "out of memory");
+        return db_fail(err, errlen, "out of memory");
     }
     for (i = 0; i < n; i++) {
         json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
@@ -175,7 +162,7 @@ apply_key(const char *key, json_t *v, db_serve_entry_t *e, char *err,
             return -1;
         }
         if (e->status != 200 && e->status < 400) {
-            return fail(err, errlen, "status: %d is not 200 or an error "
+            return db_fail(err, errlen, "status: %d is not 200 or an error "
                 "status (400-599)", e->status);
         }
         if (e->status == 200) {
@@ -192,16 +179,16 @@ apply_key(const char *key, json_t *v, db_serve_entry_t *e, char *err,
     }
     if (strcmp(key, "error") == 0) {
         if (!json_is_string(v)) {
-            return fail(err, errlen, "error: a string expected");
+            return db_fail(err, errlen, "error: a string expected");
         }
         free(e->error);
         e->error = strdup(json_string_value(v));
         if (e->error == NULL) {
-            return fail(err, errlen, "out of memory");
+            return db_fail(err, errlen, "out of memory");
         }
         return 0;
     }
-    return fail(err, errlen, "unknown key '%.64s' (ttft_ms, itl_ms, tokens, "
+    return db_fail(err, errlen, "unknown key '%.64s' (ttft_ms, itl_ms, tokens, "
         "chunk_tokens, empty_chunks, usage, status, error_after, "
         "disconnect_after, error, prompt_log)", key);
 }
@@ -217,12 +204,12 @@ db_serve_script_parse_line(const char *line, size_t len, db_serve_entry_t *e,
     db_serve_entry_init(e);
     root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
-        return fail(err, errlen, "bad JSON: %s (column %d)", je.text,
+        return db_fail(err, errlen, "bad JSON: %s (column %d)", je.text,
             je.column);
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        return fail(err, errlen, "a JSON object expected");
+        return db_fail(err, errlen, "a JSON object expected");
     }
     json_object_foreach(root, key, v) {
         if (apply_key(key, v, e, err, errlen) != 0) {
@@ -289,7 +276,7 @@ db_serve_script_load_fp(FILE *fp, const char *name, db_serve_script_t *s,
             if (v == NULL) {
                 free(line);
                 db_serve_script_free(s);
-                return fail(err, errlen, "%s:%zu: out of memory", name,
+                return db_fail(err, errlen, "%s:%zu: out of memory", name,
                     lineno);
             }
             s->v = v;
@@ -300,17 +287,17 @@ db_serve_script_load_fp(FILE *fp, const char *name, db_serve_script_t *s,
         {
             free(line);
             db_serve_script_free(s);
-            return fail(err, errlen, "%s:%zu: %s", name, lineno, msg);
+            return db_fail(err, errlen, "%s:%zu: %s", name, lineno, msg);
         }
         s->n++;
     }
     free(line);
     if (ferror(fp)) {
         db_serve_script_free(s);
-        return fail(err, errlen, "%s: read error", name);
+        return db_fail(err, errlen, "%s: read error", name);
     }
     if (s->n == 0) {
-        return fail(err, errlen, "%s: no entries", name);
+        return db_fail(err, errlen, "%s: no entries", name);
     }
     return 0;
 }
@@ -324,7 +311,7 @@ db_serve_script_load(const char *path, db_serve_script_t *s, char *err,
 
     memset(s, 0, sizeof(*s));
     if (fp == NULL) {
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return db_fail(err, errlen, "%s: %s", path, strerror(errno));
     }
     rc = db_serve_script_load_fp(fp, path, s, err, errlen);
     fclose(fp);

@@ -79,7 +79,8 @@ send_error(struct evhttp_request *req, int code, const char *message)
         "type", code < 500 ? "invalid_request_error" : "server_error",
         "param", "code", code);
     s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    send_json(req, code, code < 500 ? "Bad Request" : "Error",
+    /* no reason phrase: libevent gives the status's own (404 Not Found) */
+    send_json(req, code, NULL,
         s != NULL ? s : "{\"error\":{\"message\":\"error\"}}");
     free(s);
     json_decref(o);

@@ -91,8 +91,8 @@ db_sessions_build(const kvr_tokenizer_t *tok, const db_sessions_conf_t *c,
             r->delay_s = t > 0 ? c->think_s : 0;
             r->with_history = 1;
             if (db_ids_text(tok, &w, r->ids, n, &r->prompt, err, errlen)
-            != 0)
-        {
+                != 0)
+            {
                 goto done;
             }
         }

@@ -9,20 +9,6 @@
 #include "db_report.h"
 #include "db_report_int.h"
 
-/* The tail percentile the sweep shows: 99 when asked for, else the
- * highest one asked for (-1: none). */
-static double tail_pct(const db_summary_t *s)
-{
-    double best = -1;
-    for (size_t i = 0; i < s->n_pcts; i++) {
-        if (s->pcts[i] == 99)
-            return 99;
-        if (s->pcts[i] > best)
-            best = s->pcts[i];
-    }
-    return best;
-}
-
 /* The mean (p < 0) or percentile p of a distribution; "-" when unknown. */
 static void cell(FILE *out, int w, const db_summary_t *s,
     const db_dist_t *d, unsigned bit, double p)
@@ -41,7 +27,7 @@ static void cell(FILE *out, int w, const db_summary_t *s,
 void db_sweep_print(const db_summary_t *s, size_t n, FILE *out)
 {
     char pw[32] = "99", h1[32], h2[32], h3[32];
-    double p = n ? tail_pct(&s[0]) : 99;
+    double p = n ? db_tail_pct(&s[0]) : 99;
 
     if (p >= 0)
         db_pct_word(p, pw, sizeof(pw));
@@ -56,7 +42,7 @@ void db_sweep_print(const db_summary_t *s, size_t n, FILE *out)
         "", "", "", "", "", "(ms)", "(ms)", "(ms)", "(ms)", "(ms)");
     for (size_t i = 0; i < n; i++) {
         const db_summary_t *x = &s[i];
-        double tp = tail_pct(x) < 0 ? NAN : tail_pct(x);
+        double tp = db_tail_pct(x) < 0 ? NAN : db_tail_pct(x);
         if (x->max_concurrency)
             fprintf(out, "%11zu", x->max_concurrency);
         else

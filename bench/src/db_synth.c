@@ -34,6 +34,9 @@
 #define DB_SYNTH_LEN_MAX    ((int64_t) 1 << 24)
 #define DB_SYNTH_TOLERANCE  0.02
 #define DB_SYNTH_SYS_MAX    ((int64_t) 1 << 22)   /* --system-prompt-len */
+/* hash ids in a whole trace: the trace is built in memory (8 bytes an id,
+ * twice over while ids are numbered) and rebuilt by the target solver */
+#define DB_SYNTH_IDS_MAX    ((size_t) 1 << 26)
 
 typedef struct {
     uint64_t  id;      /* segment identity */
@@ -48,40 +51,60 @@ key_step(uint64_t h, uint64_t v)
     return db_splitmix64(&s);
 }
 
-/* Hash ids (block keys) of a content of n segments into rec. */
+/* Where the key chain stands after a record: the key so far, the next
+ * segment (and offset), the block being filled and the room left in it. */
+typedef struct {
+    uint64_t  h;
+    size_t    si;
+    int64_t   off;
+    size_t    b;
+    int64_t   left;
+} chain_t;
+
+/*
+ * Hash ids (block keys) of a content of n segments into rec. A session's
+ * next turn only appends segments, so it resumes the chain where the
+ * previous turn's left it (*ch), taking that turn's full blocks (prev) as
+ * they are: a session of T turns is not rescanned T times.
+ */
 static int
 block_keys(const seg_t *segs, size_t n, int64_t total, int bs,
-    db_trace_rec_t *rec)
+    const uint64_t *prev, chain_t *ch, db_trace_rec_t *rec)
 {
-    size_t    nb = (size_t) ((total + bs - 1) / bs), b, si = 0;
-    int64_t   off = 0;          /* offset within segs[si] */
-    uint64_t  h = 0x6b657973ULL;
+    size_t   nb = (size_t) ((total + bs - 1) / bs);
+    chain_t  c = *ch;
 
     rec->hash_ids = malloc((nb ? nb : 1) * sizeof(*rec->hash_ids));
     if (rec->hash_ids == NULL) {
         return -1;
     }
-    for (b = 0; b < nb; b++) {
-        int64_t  left = bs;
-
-        while (left > 0 && si < n) {
-            int64_t  take = segs[si].len - off < left ? segs[si].len - off
-                                                      : left;
-
-            if (take > 0) {
-                h = key_step(h, segs[si].id);
-                h = key_step(h, (uint64_t) off);
-                h = key_step(h, (uint64_t) take);
-            }
-            off += take;
-            left -= take;
-            if (off >= segs[si].len) {
-                si++;
-                off = 0;
-            }
-        }
-        rec->hash_ids[b] = h;
+    if (c.b > 0) {
+        memcpy(rec->hash_ids, prev, c.b * sizeof(*prev));
     }
+    while (c.si < n) {
+        int64_t  take = segs[c.si].len - c.off < c.left
+                        ? segs[c.si].len - c.off : c.left;
+
+        if (take > 0) {
+            c.h = key_step(c.h, segs[c.si].id);
+            c.h = key_step(c.h, (uint64_t) c.off);
+            c.h = key_step(c.h, (uint64_t) take);
+        }
+        c.off += take;
+        c.left -= take;
+        if (c.off >= segs[c.si].len) {
+            c.si++;
+            c.off = 0;
+        }
+        if (c.left == 0) {
+            rec->hash_ids[c.b++] = c.h;
+            c.left = bs;
+        }
+    }
+    if (c.left < bs) {
+        rec->hash_ids[c.b] = c.h;      /* the partial last block */
+    }
+    *ch = c;
     rec->n_hash_ids = nb;
     return 0;
 }
@@ -109,92 +132,134 @@ ts_cmp(const void *a, const void *b)
     return x->delay_ms < y->delay_ms ? -1 : x->delay_ms > y->delay_ms;
 }
 
+/* What generate's sessions share. */
+typedef struct {
+    const db_synth_conf_t  *c;
+    db_trace_t             *tr;
+    double                 *dl;     /* by generation order: the delay */
+    seg_t                  *segs;   /* one session's content */
+    size_t                  ids;    /* hash ids so far */
+} gen_t;
+
+/* The system prompt's cut for a session whose stream is *st. */
+static int64_t
+sys_cut(const db_synth_conf_t *c, int64_t sys_len, uint64_t *st)
+{
+    double   v = db_unit(st);
+    int64_t  lo = (int64_t) ((double) sys_len * (1 - c->len_ratio));
+    int64_t  hi = (int64_t) ((double) sys_len * (1 + c->len_ratio));
+    int64_t  cut = lo + (int64_t) (v * (double) (hi - lo + 1));
+
+    return cut > hi ? hi : cut;
+}
+
+/* Session s's turns (as many as fit in num_requests) from time ts. */
+static int
+gen_session(gen_t *g, size_t s, int64_t sys_len, double ts, char *err,
+    size_t errlen)
+{
+    const db_synth_conf_t  *c = g->c;
+    size_t                  turns = (size_t) c->turns, t, nseg = 0;
+    uint64_t                st = db_seed_mix(c->seed, 0x73657373ULL + s);
+    int64_t                 k = c->system_prompts > 0
+                                ? db_uniform_int(&st, 0,
+                                                 c->system_prompts - 1) : 0;
+    int64_t                 cut = sys_cut(c, sys_len, &st), total = 0;
+    chain_t                 ch = { 0x6b657973ULL, 0, 0, 0, c->block_size };
+
+    if (c->system_prompts > 0 && cut > 0) {
+        g->segs[nseg].id = key_step(0x737973ULL, (uint64_t) k);
+        g->segs[nseg++].len = cut;
+        total = cut;
+    }
+    for (t = 0; t < turns && g->tr->n < c->num_requests; t++) {
+        size_t           i = g->tr->n;
+        db_trace_rec_t  *r = &g->tr->v[i];
+        int64_t          u = draw_len(&st, c->isl, c->len_ratio);
+        int64_t          o = draw_len(&st, c->osl, c->len_ratio);
+
+        g->segs[nseg].id = key_step(key_step(0x75ULL, s), t);
+        g->segs[nseg++].len = u;
+        total += u;
+        if (total > DB_SYNTH_LEN_MAX) {
+            snprintf(err, errlen, "a session's input grows past %lld "
+                     "tokens; use fewer --turns or shorter lengths",
+                     (long long) DB_SYNTH_LEN_MAX);
+            return -1;
+        }
+        if (t > 0) {
+            ts += floor(c->delay_ms + 0.5);
+        }
+        r->timestamp_ms = ts;
+        r->input_length = total;
+        r->output_length = o;
+        r->session = turns > 1 ? (int64_t) s : -1;
+        r->delay_ms = (double) i;       /* order; see ts_cmp */
+        g->dl[i] = t > 0 ? floor(c->delay_ms + 0.5) : -1;
+        if (block_keys(g->segs, nseg, total, c->block_size,
+                       t > 0 ? r[-1].hash_ids : NULL, &ch, r) != 0)
+        {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        g->tr->n++;
+        g->ids += r->n_hash_ids;
+        if (g->ids > DB_SYNTH_IDS_MAX) {
+            snprintf(err, errlen, "the trace would carry more than %zu "
+                     "hash ids (%zu MiB in memory): fewer --num-requests "
+                     "or --turns, shorter lengths or a larger "
+                     "--block-size", DB_SYNTH_IDS_MAX,
+                     DB_SYNTH_IDS_MAX * 8 >> 20);
+            return -1;
+        }
+        g->segs[nseg].id = key_step(key_step(0x6fULL, s), t);
+        g->segs[nseg++].len = o;
+        total += o;
+    }
+    return 0;
+}
+
 /*
  * The trace for a system prompt length; hash ids are block keys until
  * number_ids. delay_ms carries the generation order for a stable sort and
- * turn-delay pairs are kept in *delays.
+ * turn delays are kept in *delays.
  */
 static int
 generate(const db_synth_conf_t *c, int64_t sys_len, db_trace_t *tr,
     double **delays, char *err, size_t errlen)
 {
-    size_t    n = c->num_requests, turns = (size_t) c->turns, i = 0, s, t;
+    size_t    n = c->num_requests, turns = (size_t) c->turns, s;
     size_t    nsess = (n + turns - 1) / turns;
-    int       K = c->system_prompts;
     uint64_t  arr = db_seed_mix(c->seed, 0x617272ULL);
     double    now = 0, srate = c->request_rate / (double) turns;
-    seg_t    *segs = malloc((2 * turns + 1) * sizeof(*segs));
-    double   *dl = malloc((n ? n : 1) * sizeof(*dl));
+    gen_t     g = { c, tr, NULL, NULL, 0 };
 
     memset(tr, 0, sizeof(*tr));
+    g.segs = malloc((2 * turns + 1) * sizeof(*g.segs));
+    g.dl = malloc((n ? n : 1) * sizeof(*g.dl));
     tr->v = calloc(n ? n : 1, sizeof(*tr->v));
-    if (segs == NULL || dl == NULL || tr->v == NULL) {
-        goto oom;
+    if (g.segs == NULL || g.dl == NULL || tr->v == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
     }
     tr->cap = n;
     tr->n_sessions = turns > 1 ? nsess : 0;
-    for (s = 0; s < nsess && i < n; s++) {
-        uint64_t  st = db_seed_mix(c->seed, 0x73657373ULL + s);
-        int64_t   k = K > 0 ? db_uniform_int(&st, 0, K - 1) : 0;
-        double    v = db_unit(&st), ts;
-        int64_t   lo = (int64_t) ((double) sys_len * (1 - c->len_ratio));
-        int64_t   hi = (int64_t) ((double) sys_len * (1 + c->len_ratio));
-        int64_t   cut = lo + (int64_t) (v * (double) (hi - lo + 1));
-        int64_t   total = 0;
-        size_t    nseg = 0;
-
-        if (cut > hi) {
-            cut = hi;
-        }
-        if (K > 0 && cut > 0) {
-            segs[nseg].id = key_step(0x737973ULL, (uint64_t) k);
-            segs[nseg++].len = cut;
-            total = cut;
-        }
+    for (s = 0; s < nsess && tr->n < n; s++) {
         if (s > 0) {
             now += -log(1 - db_unit(&arr)) / srate * 1000.0;
         }
-        ts = floor(now + 0.5);
-        for (t = 0; t < turns && i < n; t++, i++) {
-            db_trace_rec_t  *r = &tr->v[i];
-            int64_t          u = draw_len(&st, c->isl, c->len_ratio);
-            int64_t          o = draw_len(&st, c->osl, c->len_ratio);
-
-            segs[nseg].id = key_step(key_step(0x75ULL, s), t);
-            segs[nseg++].len = u;
-            total += u;
-            if (total > DB_SYNTH_LEN_MAX) {
-                snprintf(err, errlen, "a session's input grows past %lld "
-                         "tokens; use fewer --turns or shorter lengths",
-                         (long long) DB_SYNTH_LEN_MAX);
-                goto fail;
-            }
-            if (t > 0) {
-                ts += floor(c->delay_ms + 0.5);
-            }
-            r->timestamp_ms = ts;
-            r->input_length = total;
-            r->output_length = o;
-            r->session = turns > 1 ? (int64_t) s : -1;
-            r->delay_ms = (double) i;       /* order; see ts_cmp */
-            dl[i] = t > 0 ? floor(c->delay_ms + 0.5) : -1;
-            if (block_keys(segs, nseg, total, c->block_size, r) != 0) {
-                goto oom;
-            }
-            tr->n++;
-            segs[nseg].id = key_step(key_step(0x6fULL, s), t);
-            segs[nseg++].len = o;
-            total += o;
+        if (gen_session(&g, s, sys_len, floor(now + 0.5), err, errlen)
+            != 0)
+        {
+            goto fail;
         }
     }
-    free(segs);
-    *delays = dl;
+    free(g.segs);
+    *delays = g.dl;
     return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
 fail:
-    free(segs);
-    free(dl);
+    free(g.segs);
+    free(g.dl);
     db_trace_free(tr);
     return -1;
 }
@@ -345,16 +410,20 @@ solve(const db_synth_conf_t *c, db_trace_t *tr, double *hit, char *err,
         db_trace_free(tr);
         snprintf(err, errlen, "--target-hit-rate %.3f is unreachable "
                  "within %.2f: the nearest is %.3f with a %lld-token system "
-                 "prompt (a --range-ratio above 0 or a smaller --block-size "
-                 "gives finer steps)", target,
-                 DB_SYNTH_TOLERANCE, *hit, (long long) best);
+                 "prompt; %s", target, DB_SYNTH_TOLERANCE, *hit,
+                 (long long) best, c->len_ratio == 0
+                 ? "with --range-ratio 0 every session cuts its prompt at "
+                   "the same length, so the rate moves by whole blocks: "
+                   "give --range-ratio 0.5 or a smaller --block-size"
+                 : "a smaller --block-size or more --num-requests gives "
+                   "finer steps");
         return -1;
     }
     return 0;
 }
 
-static int
-write_trace(const db_trace_t *tr, FILE *out)
+int
+db_synth_write_trace(const db_trace_t *tr, FILE *out)
 {
     size_t  i, j;
 
@@ -381,14 +450,12 @@ write_trace(const db_trace_t *tr, FILE *out)
 }
 
 int
-db_synth_write(const db_synth_conf_t *c, FILE *out, double *achieved_hit,
+db_synth_build(const db_synth_conf_t *c, db_trace_t *tr, double *hit,
     char *err, size_t errlen)
 {
     db_synth_conf_t  cc = *c;
-    db_trace_t       tr;
-    double           hit;
-    int              rc;
 
+    memset(tr, 0, sizeof(*tr));
     if (check_conf(c, err, errlen) != 0) {
         return -1;
     }
@@ -396,17 +463,26 @@ db_synth_write(const db_synth_conf_t *c, FILE *out, double *achieved_hit,
         if (cc.system_prompts < 1) {
             cc.system_prompts = 1;
         }
-        rc = solve(&cc, &tr, &hit, err, errlen);
-    } else {
-        rc = build(&cc, cc.system_len, &tr, &hit, err, errlen);
+        return solve(&cc, tr, hit, err, errlen);
     }
-    if (rc != 0) {
+    return build(&cc, cc.system_len, tr, hit, err, errlen);
+}
+
+int
+db_synth_write(const db_synth_conf_t *c, FILE *out, double *achieved_hit,
+    char *err, size_t errlen)
+{
+    db_trace_t  tr;
+    double      hit;
+    int         rc;
+
+    if (db_synth_build(c, &tr, &hit, err, errlen) != 0) {
         return -1;
     }
     if (achieved_hit != NULL) {
         *achieved_hit = hit;
     }
-    rc = write_trace(&tr, out);
+    rc = db_synth_write_trace(&tr, out);
     db_trace_free(&tr);
     if (rc != 0) {
         snprintf(err, errlen, "write error");

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "db_trace.h"
+#include "db_trace_int.h"
 
 #define DB_TRACE_LINE_MAX   ((size_t) 64 << 20)
 #define DB_TRACE_LEN_MAX    ((int64_t) 1 << 24)   /* tokens per field */
@@ -46,6 +47,46 @@ db_trace_free(db_trace_t *tr)
     }
     free(tr->v);
     memset(tr, 0, sizeof(*tr));
+}
+
+typedef struct {
+    double  ts;
+    size_t  i;
+} order_t;
+
+static int
+order_cmp(const void *a, const void *b)
+{
+    const order_t  *x = a, *y = b;
+
+    if (x->ts != y->ts) {
+        return x->ts < y->ts ? -1 : 1;
+    }
+    return x->i < y->i ? -1 : x->i > y->i;   /* stable */
+}
+
+size_t *
+db_trace_order(const db_trace_t *tr)
+{
+    order_t  *ord = malloc((tr->n ? tr->n : 1) * sizeof(*ord));
+    size_t   *idx = malloc((tr->n ? tr->n : 1) * sizeof(*idx));
+    size_t    i;
+
+    if (ord == NULL || idx == NULL) {
+        free(ord);
+        free(idx);
+        return NULL;
+    }
+    for (i = 0; i < tr->n; i++) {
+        ord[i].ts = tr->v[i].timestamp_ms;
+        ord[i].i = i;
+    }
+    qsort(ord, tr->n, sizeof(*ord), order_cmp);
+    for (i = 0; i < tr->n; i++) {
+        idx[i] = ord[i].i;
+    }
+    free(ord);
+    return idx;
 }
 
 static int
@@ -277,7 +318,8 @@ session_key(const db_trace_rec_t *rec)
 
 /*
  * Reads one line into *buf (without the newline). Returns 1 with a line,
- * 0 at the end, -1 when the line exceeds the limit or memory runs out.
+ * 0 at the end, -1 when the line exceeds the limit or memory runs out, -2
+ * on a read error.
  */
 static int
 read_line(FILE *fp, char **buf, size_t *cap, size_t *len)
@@ -307,6 +349,9 @@ read_line(FILE *fp, char **buf, size_t *cap, size_t *len)
         if (*len > DB_TRACE_LINE_MAX) {
             return -1;
         }
+    }
+    if (ferror(fp)) {
+        return -2;              /* errno says why */
     }
     return *len > 0 ? 1 : 0;
 }
@@ -341,16 +386,87 @@ blank(const char *s, size_t n)
     return 1;
 }
 
+/* What db_trace_load_fp carries from line to line. */
+typedef struct {
+    intern_t   it;
+    double    *sess_ts;     /* by session: its last time */
+    size_t     sess_cap;
+    int        has_ts;      /* -1 before the first record */
+    size_t     ts_line;     /* the line that set has_ts */
+} load_t;
+
+/*
+ * Interns rec's session id and applies the timestamp rule (all lines or
+ * none; a later turn of a session may give only a delay). -1 with a
+ * message (rec is the caller's to free).
+ */
+static int
+sequence(load_t *L, db_trace_rec_t *rec, const char *name, size_t lineno,
+    char *err, size_t errlen)
+{
+    int  later = 0;
+
+    if (rec->session >= 0 || rec->session_name != NULL) {
+        char    *key = session_key(rec);
+        size_t   before = L->it.n;
+
+        rec->session = key ? intern(&L->it, key) : -1;
+        free(rec->session_name);
+        rec->session_name = NULL;
+        if (rec->session < 0
+            || push_ts(&L->sess_ts, &L->sess_cap, L->it.n) != 0)
+        {
+            snprintf(err, errlen, "%s:%zu: out of memory", name, lineno);
+            return -1;
+        }
+        later = L->it.n == before;
+    }
+    if (L->has_ts < 0) {
+        L->has_ts = rec->timestamp_ms >= 0;
+        L->ts_line = lineno;
+    } else if (L->has_ts && rec->timestamp_ms < 0 && later) {
+        /* AIPerf's later turns: the previous turn's time + delay */
+        rec->timestamp_ms = L->sess_ts[rec->session]
+                            + (rec->delay_ms > 0 ? rec->delay_ms : 0);
+    } else if (L->has_ts != (rec->timestamp_ms >= 0)) {
+        snprintf(err, errlen, "%s:%zu: \"timestamp\" %s, but line %zu "
+                 "%s (all lines or none; a later turn of a session may "
+                 "give only a delay)", name, lineno,
+                 L->has_ts ? "is missing" : "is present",
+                 L->ts_line, L->has_ts ? "has one" : "has none");
+        return -1;
+    }
+    if (rec->session >= 0) {
+        L->sess_ts[rec->session] = rec->timestamp_ms;
+    }
+    return 0;
+}
+
+static int
+push_rec(db_trace_t *tr, const db_trace_rec_t *rec)
+{
+    if (tr->n == tr->cap) {
+        size_t           ncap = tr->cap ? tr->cap * 2 : 256;
+        db_trace_rec_t  *v = realloc(tr->v, ncap * sizeof(*v));
+
+        if (v == NULL) {
+            return -1;
+        }
+        tr->v = v;
+        tr->cap = ncap;
+    }
+    tr->v[tr->n++] = *rec;
+    return 0;
+}
+
 int
 db_trace_load_fp(FILE *fp, const char *name, db_trace_t *tr, char *err,
     size_t errlen)
 {
     char            *buf = NULL, msg[256];
-    size_t           cap = 0, len, lineno = 0, ts_line = 0;
-    int              r, has_ts = -1, rc = -1, later;
-    intern_t         it = { 0 };
-    double          *sess_ts = NULL;    /* by session: its last time */
-    size_t           sess_cap = 0;
+    size_t           cap = 0, len, lineno = 0;
+    int              r, rc = -1;
+    load_t           L = { .has_ts = -1 };
     db_trace_rec_t   rec;
 
     memset(tr, 0, sizeof(*tr));
@@ -360,6 +476,11 @@ db_trace_load_fp(FILE *fp, const char *name, db_trace_t *tr, char *err,
             break;
         }
         lineno++;
+        if (r == -2) {
+            snprintf(err, errlen, "%s:%zu: read error: %s", name, lineno,
+                     strerror(errno));
+            goto done;
+        }
         if (r < 0) {
             snprintf(err, errlen, "%s:%zu: line longer than %zu MiB (or out "
                      "of memory)", name, lineno, DB_TRACE_LINE_MAX >> 20);
@@ -372,66 +493,22 @@ db_trace_load_fp(FILE *fp, const char *name, db_trace_t *tr, char *err,
             snprintf(err, errlen, "%s:%zu: %s", name, lineno, msg);
             goto done;
         }
-        if (rec.session >= 0 || rec.session_name != NULL) {
-            char    *key = session_key(&rec);
-            size_t   before = it.n;
-
-            rec.session = key ? intern(&it, key) : -1;
-            free(rec.session_name);
-            rec.session_name = NULL;
-            if (rec.session < 0 || push_ts(&sess_ts, &sess_cap, it.n) != 0)
-            {
-                db_trace_rec_free(&rec);
-                snprintf(err, errlen, "%s:%zu: out of memory", name, lineno);
-                goto done;
-            }
-            later = it.n == before;
-        } else {
-            later = 0;
-        }
-        if (has_ts < 0) {
-            has_ts = rec.timestamp_ms >= 0;
-            ts_line = lineno;
-        } else if (has_ts && rec.timestamp_ms < 0 && later) {
-            /* AIPerf's later turns: the previous turn's time + delay */
-            rec.timestamp_ms = sess_ts[rec.session]
-                               + (rec.delay_ms > 0 ? rec.delay_ms : 0);
-        } else if (has_ts != (rec.timestamp_ms >= 0)) {
-            snprintf(err, errlen, "%s:%zu: \"timestamp\" %s, but line %zu "
-                     "%s (all lines or none; a later turn of a session may "
-                     "give only a delay)", name, lineno,
-                     has_ts ? "is missing" : "is present",
-                     ts_line, has_ts ? "has one" : "has none");
+        if (sequence(&L, &rec, name, lineno, err, errlen) != 0) {
             db_trace_rec_free(&rec);
             goto done;
         }
-        if (rec.session >= 0) {
-            sess_ts[rec.session] = rec.timestamp_ms;
+        if (push_rec(tr, &rec) != 0) {
+            db_trace_rec_free(&rec);
+            snprintf(err, errlen, "%s:%zu: out of memory", name, lineno);
+            goto done;
         }
-        if (tr->n == tr->cap) {
-            size_t           ncap = tr->cap ? tr->cap * 2 : 256;
-            db_trace_rec_t  *v = realloc(tr->v, ncap * sizeof(*v));
-
-            if (v == NULL) {
-                db_trace_rec_free(&rec);
-                snprintf(err, errlen, "%s:%zu: out of memory", name, lineno);
-                goto done;
-            }
-            tr->v = v;
-            tr->cap = ncap;
-        }
-        tr->v[tr->n++] = rec;
     }
-    if (ferror(fp)) {
-        snprintf(err, errlen, "%s: read error", name);
-        goto done;
-    }
-    tr->n_sessions = it.n;
+    tr->n_sessions = L.it.n;
     rc = 0;
 done:
     free(buf);
-    free(sess_ts);
-    intern_free(&it);
+    free(L.sess_ts);
+    intern_free(&L.it);
     if (rc != 0) {
         db_trace_free(tr);
     }

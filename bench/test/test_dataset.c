@@ -328,6 +328,54 @@ test_trace_build_bad_conf(void **state)
     assert_int_equal(db_trace_build(stories, &tr, &c, &ds, err,
                                     sizeof(err)), -1);
     assert_string_equal(err, "--trace-block-size must be in [1, 1048576]");
+    /* a speed-up of 0 would divide by zero: refused, not taken as 1 */
+    c.block_size = 16;
+    c.speedup = 0;
+    assert_int_equal(db_trace_build(stories, &tr, &c, &ds, err,
+                                    sizeof(err)), -1);
+    assert_string_equal(err, "--trace-speedup must be in (0, 1e9]");
+    assert_int_equal(ds.n, 0);
+    db_dataset_free(&ds);
+    db_trace_free(&tr);
+}
+
+/*
+ * Blocks larger than the prompts: a 10-token record on [7] and a 40-token
+ * one on [7 8] with 1000-token blocks are both cut from block 7, so they
+ * share all 10 of the short one's tokens (a block's first ids do not
+ * depend on how much of it is taken).
+ */
+static void
+test_trace_build_short_blocks(void **state)
+{
+    static const uint64_t  a[] = { 7 }, b[] = { 7, 8 };
+    db_trace_t       tr;
+    db_trace_conf_t  c = { .block_size = 1000, .speedup = 1, .seed = 4 };
+    db_dataset_t     ds;
+    db_words_t       w;
+    uint32_t        *blk;
+    char             err[256];
+
+    memset(&tr, 0, sizeof(tr));
+    tr.v = calloc(2, sizeof(*tr.v));
+    assert_non_null(tr.v);
+    tr.v[0] = rec(0, 10, 1, a, 1, -1, -1);
+    tr.v[1] = rec(1, 40, 1, b, 2, -1, -1);
+    tr.n = tr.cap = 2;
+    db_dataset_init(&ds);
+    if (db_trace_build(stories, &tr, &c, &ds, err, sizeof(err)) != 0) {
+        fail_msg("%s", err);
+    }
+    assert_int_equal(ds.v[0].n_ids, 10);
+    assert_int_equal(ds.v[1].n_ids, 40);
+    assert_int_equal(db_words_build(stories, &w, err, sizeof(err)), 0);
+    blk = malloc(1000 * sizeof(*blk));
+    assert_non_null(blk);
+    db_trace_block(&w, 4, 7, blk, 1000);
+    assert_memory_equal(ds.v[0].ids, blk, 10 * sizeof(uint32_t));
+    assert_memory_equal(ds.v[1].ids, blk, 40 * sizeof(uint32_t));
+    free(blk);
+    db_words_free(&w);
     db_dataset_free(&ds);
     db_trace_free(&tr);
 }
@@ -475,6 +523,7 @@ main(void)
         cmocka_unit_test(test_trace_blocks_equal),
         cmocka_unit_test(test_trace_build_prefix),
         cmocka_unit_test(test_trace_build_bad_conf),
+        cmocka_unit_test(test_trace_build_short_blocks),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_llama3),

@@ -358,6 +358,35 @@ test_lists(void **state)
     bad("--concurrency: empty", "--concurrency", ",", NULL);
     bad("--concurrency", "--concurrency", "1,0", NULL);
     bad("--concurrency", "--concurrency", "1,-2", NULL);
+    bad("--concurrency: 4 is listed twice", "--concurrency", "1,4,8,4",
+        NULL);
+}
+
+/* Counts that would build a dataset beyond any memory are refused at
+ * parse time (they used to grind through malloc until the machine gave
+ * out): 10^8 requests at most, 10^9 random prompt tokens at most. */
+static void
+test_sizes(void **state)
+{
+    db_opts_t  o;
+    char       err[256];
+
+    bad("--num-warmups: 9223372036854775807 must be in [0, 100000000]",
+        "--num-prompts", "4", "--num-warmups", "9223372036854775807", NULL);
+    bad("--num-prompts: 100000001 must be in [1, 100000000]",
+        "--num-prompts", "100000001", NULL);
+    /* 10^6 x (1000 + 1000 x 1.5) = 2.5e9 tokens */
+    bad("more than the 1e+09", "--num-prompts", "1000000",
+        "--random-input-len", "1000", "--random-range-ratio", "0.5", NULL);
+    /* 400 x (1000 + 1000 x 1.5) = 10^6 tokens: fine */
+    assert_int_equal(parse(&o, err, sizeof(err), "--num-prompts", "300",
+        "--num-warmups", "100", "--random-input-len", "1000",
+        "--random-range-ratio", "0.5", NULL), 0);
+    db_opts_free(&o);
+    /* a trace is not built from these flags: no token bound */
+    assert_int_equal(parse(&o, err, sizeof(err), "--dataset-name", "trace",
+        "--dataset-path", "t.jsonl", "--num-prompts", "100000000", NULL), 0);
+    db_opts_free(&o);
 }
 
 static void
@@ -442,6 +471,7 @@ main(void)
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_goodput),
         cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_usage_lists_flags),
     };

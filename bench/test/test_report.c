@@ -564,6 +564,36 @@ static void test_compare(void **st)
     db_summary_free(&s[1]);
 }
 
+/* Titles longer than a column should be: the legend keeps them, the
+ * columns are headed A, B, ... instead (so a row stays readable). */
+static void test_compare_long_titles(void **st)
+{
+    db_summary_t s[2];
+    char *buf = NULL;
+    size_t len = 0;
+    summary(&s[0]);
+    summary(&s[1]);
+    free(s[1].label);
+    s[1].label = strdup("dynamo-bench-random-m-c1-16-infqps-20261122.json c4");
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(db_compare_print(s, 2, f), 0);
+    fclose(f);
+    assert_non_null(strstr(buf,
+        "B = dynamo-bench-random-m-c1-16-infqps-20261122.json c4\n"));
+    /* the header row: 34 blank columns, then A and B right-aligned in 12,
+     * then the ratio column in 8 */
+    char want[128];
+    snprintf(want, sizeof(want), "\n%34s %12s %12s %8s\n", "", "A", "B",
+        "B/A");
+    assert_non_null(strstr(buf, want));
+    char *l = strstr(buf, "Request throughput (req/s)");
+    assert_non_null(l);
+    assert_true(strcspn(l, "\n") == 34 + 13 + 13 + 9);
+    free(buf);
+    db_summary_free(&s[0]);
+    db_summary_free(&s[1]);
+}
+
 static int run_compare(int argc, const char **argv)
 {
     /* the command prints to stdout: keep the test log readable */
@@ -772,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_jsonl),
         cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_compare_long_titles),
         cmocka_unit_test(test_compare_cmd),
         cmocka_unit_test(test_sweep),
         cmocka_unit_test(test_plots),

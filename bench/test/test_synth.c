@@ -18,6 +18,7 @@
 
 #include "db_cmd.h"
 #include "db_trace.h"
+#include "db_trace_int.h"
 
 static int
 load_str(const char *text, db_trace_t *tr)
@@ -80,6 +81,61 @@ test_analyze_by_hand(void **state)
     assert_float_equal(a.isl_max, 2000, 0);
     assert_float_equal(a.osl_mean, 30, 1e-9);
     assert_float_equal(a.osl_median, 30, 1e-9);
+    db_trace_free(&tr);
+}
+
+/*
+ * A prefix cache keys a block by its whole prefix: B reuses id 5 after a
+ * different first block, so the server, which hashes block 5's tokens
+ * after block 9's, misses; C repeats A's prefix and hits it.
+ *   A [3 5]      0 hits
+ *   B [9 5]      0 (5 follows 9, not 3)
+ *   C [3 5 9]    2
+ * hits 2 of 7 blocks; unique ids {3 5 9} = 3.
+ */
+static void
+test_analyze_prefix_keys(void **state)
+{
+    const char  *t =
+        "{\"timestamp\": 0, \"input_length\": 2, \"output_length\": 1, "
+        "\"hash_ids\": [3, 5]}\n"
+        "{\"timestamp\": 1, \"input_length\": 2, \"output_length\": 1, "
+        "\"hash_ids\": [9, 5]}\n"
+        "{\"timestamp\": 2, \"input_length\": 3, \"output_length\": 1, "
+        "\"hash_ids\": [3, 5, 9]}\n";
+    db_trace_t     tr;
+    db_analysis_t  a;
+
+    load_str(t, &tr);
+    db_trace_analyze(&tr, &a);
+    assert_int_equal(a.blocks, 7);
+    assert_int_equal(a.hits, 2);
+    assert_int_equal(a.unique_blocks, 3);
+    db_trace_free(&tr);
+}
+
+/*
+ * Hit tokens with blocks of 8: B hits [1 2] = 16 tokens but has only 13,
+ * so 13; C hits [1] = 8. 21 in all.
+ */
+static void
+test_hit_tokens(void **state)
+{
+    const char  *t =
+        "{\"timestamp\": 0, \"input_length\": 20, \"output_length\": 1, "
+        "\"hash_ids\": [1, 2, 3]}\n"
+        "{\"timestamp\": 1, \"input_length\": 13, \"output_length\": 1, "
+        "\"hash_ids\": [1, 2]}\n"
+        "{\"timestamp\": 2, \"input_length\": 16, \"output_length\": 1, "
+        "\"hash_ids\": [1, 9]}\n";
+    db_trace_t  tr;
+    uint64_t    tok = 99;
+
+    load_str(t, &tr);
+    assert_int_equal(db_trace_hit_tokens(&tr, 8, &tok), 0);
+    assert_int_equal(tok, 21);
+    assert_int_equal(db_trace_hit_tokens(&tr, 4, &tok), 0);
+    assert_int_equal(tok, 8 + 4);      /* B: 2 x 4, C: 1 x 4 */
     db_trace_free(&tr);
 }
 
@@ -236,6 +292,65 @@ test_structure(void **state)
     db_trace_free(&tr);
 }
 
+/*
+ * Every id of a synthesized trace stands for one prefix (the ids before
+ * it are always the same), and analyze's hits equal a brute-force prefix
+ * cache: each request hits the longest leading run of ids that some
+ * earlier request (in file order, which is timestamp order) starts with.
+ */
+static void
+test_prefix_consistent(void **state)
+{
+    db_synth_conf_t  c = base_conf();
+    db_trace_t       tr;
+    db_analysis_t    a;
+    size_t           i, k, j, hits = 0, blocks = 0;
+
+    c.num_requests = 120;
+    c.turns = 3;
+    c.system_prompts = 2;
+    c.len_ratio = 0.5;
+    c.isl = 150;
+    c.osl = 40;
+    c.system_len = 300;
+    c.block_size = 32;
+    synth(&c, &tr);
+    for (i = 0; i < tr.n; i++) {
+        const db_trace_rec_t  *r = &tr.v[i];
+        size_t                 best = 0;
+
+        for (k = 0; k < i; k++) {
+            const db_trace_rec_t  *p = &tr.v[k];
+
+            j = 0;
+            while (j < r->n_hash_ids && j < p->n_hash_ids
+                   && r->hash_ids[j] == p->hash_ids[j])
+            {
+                j++;
+            }
+            best = j > best ? j : best;
+            /* past the common prefix no id of r may appear in p: an id
+             * stands for one prefix */
+            for (size_t x = j; x < r->n_hash_ids; x++) {
+                for (size_t y = 0; y < p->n_hash_ids; y++) {
+                    if (r->hash_ids[x] == p->hash_ids[y]) {
+                        fail_msg("request %zu block %zu reuses request "
+                                 "%zu block %zu after another prefix", i, x,
+                                 k, y);
+                    }
+                }
+            }
+        }
+        hits += best;
+        blocks += r->n_hash_ids;
+    }
+    db_trace_analyze(&tr, &a);
+    assert_int_equal(a.blocks, blocks);
+    assert_int_equal(a.hits, hits);
+    assert_true(hits > 0);
+    db_trace_free(&tr);
+}
+
 static void
 test_no_sharing(void **state)
 {
@@ -315,6 +430,7 @@ test_commands(void **state)
     char  *unknown[] = { "synthesize", "--frobnicate", NULL };
     char  *missing[] = { "analyze", NULL };
     char  *nofile[] = { "analyze", "no/such/file.jsonl", NULL };
+    char  *empty[] = { "analyze", "/dev/null", NULL };
     char  *out[] = { "synthesize", "--num-requests", "20", "--output",
                      "/dev/null", NULL };
 
@@ -322,6 +438,8 @@ test_commands(void **state)
     assert_int_equal(db_cmd_synthesize(2, unknown), 2);
     assert_int_equal(db_cmd_analyze(1, missing), 2);
     assert_int_equal(db_cmd_analyze(2, nofile), 2);
+    /* an empty trace has nothing to analyze: refused, not all zeros */
+    assert_int_equal(db_cmd_analyze(2, empty), 2);
     assert_int_equal(db_cmd_synthesize(5, out), 0);
 }
 
@@ -336,11 +454,22 @@ test_commands_file(void **state)
                            "5", "--block-size=64", "--output", path, NULL };
     char        *ana[] = { "analyze", path, "--block-size", "64", "--json",
                            NULL };
+    char        *bad[] = { "synthesize", "--range-ratio", "2", "--output",
+                           path, NULL };
     db_trace_t   tr;
-    char         err[256];
+    char         err[256], line[16];
+    FILE        *fp;
 
     assert_true(fd >= 0);
+    assert_int_equal(write(fd, "keep\n", 5), 5);
     close(fd);
+    /* refused after the flags parse: the file is left as it was */
+    assert_int_equal(db_cmd_synthesize(5, bad), 2);
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof(line), fp));
+    assert_string_equal(line, "keep\n");
+    fclose(fp);
     assert_int_equal(db_cmd_synthesize(8, syn), 0);
     assert_int_equal(db_cmd_analyze(5, ana), 0);
     assert_int_equal(db_trace_load(path, &tr, err, sizeof(err)), 0);
@@ -355,6 +484,9 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_analyze_by_hand),
+        cmocka_unit_test(test_analyze_prefix_keys),
+        cmocka_unit_test(test_hit_tokens),
+        cmocka_unit_test(test_prefix_consistent),
         cmocka_unit_test(test_shared_system_prompt),
         cmocka_unit_test(test_multi_turn_growth),
         cmocka_unit_test(test_structure),

@@ -254,6 +254,60 @@ child(const opts_t *o, int fd)
     return notes == o->iters + o->warmup ? 0 : 1;
 }
 
+/* the decode side's descriptor, length-prefixed on fd: 0 or -1 */
+static int
+recv_desc(int fd, dw_xfer_desc_t *d)
+{
+    uint32_t  n, got = 0;
+    ssize_t   k;
+    char     *desc, err[256];
+
+    if (read(fd, &n, 4) != 4 || n > (1u << 24)
+        || (desc = malloc(n)) == NULL)
+    {
+        fprintf(stderr, "dw-xfer-bench: no descriptor from the decode "
+                "side\n");
+        return -1;
+    }
+    while (got < n && (k = read(fd, desc + got, n - got)) > 0) {
+        got += (uint32_t) k;
+    }
+    if (got != n || dw_xfer_desc_parse(desc, n, d, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dw-xfer-bench: descriptor: %s\n",
+                got != n ? "short read" : err);
+        free(desc);
+        return -1;
+    }
+    free(desc);
+    return 0;
+}
+
+static void
+report(const opts_t *o, dw_xfer_t *x, double secs)
+{
+    dw_xfer_stats_t  st;
+    uint64_t         bytes = (uint64_t) o->iters * batch_bytes(o);
+
+    dw_xfer_stats(x, &st);
+    if (o->json) {
+        printf("{\"transport\":\"%s\",\"chunk_bytes\":%" PRIu64
+               ",\"layers\":%" PRIu32 ",\"blocks\":%" PRIu32
+               ",\"iters\":%" PRIu32 ",\"bytes\":%" PRIu64
+               ",\"seconds\":%.6f,\"gbps\":%.4f,\"puts\":%" PRIu64
+               ",\"batch_ms\":%.3f,\"hot\":%s,\"ucx_alloc\":%s}\n",
+               dw_xfer_tls(x), o->chunk, o->layers, o->blocks, o->iters,
+               bytes, secs, bytes / secs / 1e9, st.puts,
+               secs / o->iters * 1e3, o->hot ? "true" : "false",
+               o->use_malloc ? "false" : "true");
+    } else {
+        printf("transport %s, %" PRIu32 " blocks x %" PRIu32 " layers x K/V "
+               "x %" PRIu64 " B: %.3f GB/s (%.3f ms a batch of %.1f MiB)\n",
+               dw_xfer_tls(x), o->blocks, o->layers, o->chunk,
+               bytes / secs / 1e9, secs / o->iters * 1e3,
+               batch_bytes(o) / 1048576.0);
+    }
+}
+
 static int
 parent(const opts_t *o, int fd, pid_t pid)
 {
@@ -266,13 +320,10 @@ parent(const opts_t *o, int fd, pid_t pid)
     dw_xfer_remote_t  *rm;
     dw_xfer_req_t     *q;
     dw_xfer_put_t      p;
-    dw_xfer_stats_t    st;
-    uint32_t          *src, *dst, i, n, it, got = 0;
+    uint32_t          *src, *dst, i, it;
     unsigned char     *pool;
-    char              *desc, err[256];
-    double             t0 = 0, secs;
-    uint64_t           bytes;
-    ssize_t            k;
+    char               err[256];
+    double             t0 = 0;
     int                rc = 1;
 
     pool = o->use_malloc ? malloc(pool_bytes(o)) : NULL;
@@ -282,17 +333,16 @@ parent(const opts_t *o, int fd, pid_t pid)
         fprintf(stderr, "dw-xfer-bench: out of memory\n");
         return 1;
     }
-    /* dst: a permutation with no consecutive pair (odd step, coprime) */
+    /* dst: a permutation with no consecutive pair: i -> 3i + 1 (a
+       permutation when 3 does not divide blocks), else reversed */
     for (i = 0; i < o->blocks; i++) {
-        src[i] = i;
-        dst[i] = o->blocks > 2 ? (uint32_t) (((uint64_t) i * 3 + 1)
-                                             % o->blocks) : i;
-    }
-    for (i = 0; i < o->blocks; i++) {
+        src[i] = o->hot ? 0 : i;
         if (o->hot) {
-            src[i] = dst[i] = 0;
-        } else if (o->blocks % 3 == 0) {
+            dst[i] = 0;
+        } else if (o->blocks % 3 == 0 || o->blocks <= 2) {
             dst[i] = o->blocks - 1 - i;
+        } else {
+            dst[i] = (uint32_t) (((uint64_t) i * 3 + 1) % o->blocks);
         }
     }
     if (layout(o, &l, err, sizeof(err)) != 0
@@ -301,23 +351,9 @@ parent(const opts_t *o, int fd, pid_t pid)
         fprintf(stderr, "dw-xfer-bench: %s\n", err);
         return 1;
     }
-    if (read(fd, &n, 4) != 4 || n > (1u << 24)
-        || (desc = malloc(n)) == NULL)
-    {
-        fprintf(stderr, "dw-xfer-bench: no descriptor from the decode "
-                "side\n");
+    if (recv_desc(fd, &d) != 0) {
         goto out;
     }
-    while (got < n && (k = read(fd, desc + got, n - got)) > 0) {
-        got += (uint32_t) k;
-    }
-    if (got != n || dw_xfer_desc_parse(desc, n, &d, err, sizeof(err)) != 0) {
-        fprintf(stderr, "dw-xfer-bench: descriptor: %s\n",
-                got != n ? "short read" : err);
-        free(desc);
-        goto out;
-    }
-    free(desc);
     if (dw_xfer_register(x, pool, pool_bytes(o), &l, &r, err,
                          sizeof(err)) != 0)
     {
@@ -355,26 +391,7 @@ parent(const opts_t *o, int fd, pid_t pid)
         }
         dw_xfer_req_free(x, q);
     }
-    secs = dw_xfer_now() - t0;
-    bytes = (uint64_t) o->iters * batch_bytes(o);
-    dw_xfer_stats(x, &st);
-    if (o->json) {
-        printf("{\"transport\":\"%s\",\"chunk_bytes\":%" PRIu64
-               ",\"layers\":%" PRIu32 ",\"blocks\":%" PRIu32
-               ",\"iters\":%" PRIu32 ",\"bytes\":%" PRIu64
-               ",\"seconds\":%.6f,\"gbps\":%.4f,\"puts\":%" PRIu64
-               ",\"batch_ms\":%.3f,\"hot\":%s,\"ucx_alloc\":%s}\n",
-               dw_xfer_tls(x), o->chunk, o->layers, o->blocks, o->iters,
-               bytes, secs, bytes / secs / 1e9, st.puts,
-               secs / o->iters * 1e3, o->hot ? "true" : "false",
-               o->use_malloc ? "false" : "true");
-    } else {
-        printf("transport %s, %" PRIu32 " blocks x %" PRIu32 " layers x K/V "
-               "x %" PRIu64 " B: %.3f GB/s (%.3f ms a batch of %.1f MiB)\n",
-               dw_xfer_tls(x), o->blocks, o->layers, o->chunk,
-               bytes / secs / 1e9, secs / o->iters * 1e3,
-               batch_bytes(o) / 1048576.0);
-    }
+    report(o, x, dw_xfer_now() - t0);
     rc = 0;
 
 out_remote:

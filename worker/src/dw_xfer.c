@@ -170,19 +170,23 @@ dw_xfer_progress(dw_xfer_t *x)
     return n;
 }
 
-void
+/* progress rounds per drive: each handles up to ~1024 UCX events */
+#define DRIVE_ROUNDS  64
+
+int
 dw_xfer_drive(dw_xfer_t *x)
 {
-    ucs_status_t  s;
+    unsigned  i;
 
-    for (;;) {
-        while (dw_xfer_progress(x) > 0) {
+    for (i = 0; i < DRIVE_ROUNDS; i++) {
+        if (dw_xfer_progress(x) > 0) {
+            continue;
         }
-        s = ucp_worker_arm(x->worker);
-        if (s != UCS_ERR_BUSY) {
-            break;
+        if (ucp_worker_arm(x->worker) != UCS_ERR_BUSY) {
+            return 0;
         }
     }
+    return 1;
 }
 
 int
@@ -225,7 +229,8 @@ dw_xfer_register(dw_xfer_t *x, void *base, size_t length,
         if (s != UCS_OK || ma.length < length) {
             ucp_mem_unmap(x->ctx, r->memh);
             free(r);
-            dw_errf(err, errlen, "ucp_mem_query: %s", ucs_status_string(s));
+            dw_errf(err, errlen, "ucp_mem_query: %s", s != UCS_OK
+                    ? ucs_status_string(s) : "region shorter than asked");
             return -1;
         }
         base = ma.address;
@@ -297,7 +302,9 @@ dw_xfer_destroy(dw_xfer_t *x)
     if (x == NULL) {
         return;
     }
-    /* endpoints with unfinished batches are forced, others flushed */
+    /* endpoints with unfinished batches are forced, others flushed; a
+       done callback may free its batch: walking defers that */
+    x->walking = 1;
     for (q = x->reqs; q != NULL; q = q->next) {
         if (q->state < Q_OK) {
             dw_xfer_req_finish(x, q, 0, "%s", "transfer context closed");
@@ -305,6 +312,7 @@ dw_xfer_destroy(dw_xfer_t *x)
         }
         q->orphan = 1;
     }
+    x->walking = 0;
     for (p = x->peers; p != NULL; p = p->next) {
         if (!p->failed) {
             p->failed = 1;
@@ -334,13 +342,10 @@ dw_xfer_destroy(dw_xfer_t *x)
             break;
         }
     }
-    /* a close UCX never completed may still call back: keep its peer */
-    while ((p = x->peers) != NULL) {
-        x->peers = p->next;
-        if (p->close_req == NULL) {
-            free(p->addr);
-            free(p);
-        }
+    /* rkeys go before the worker (they may sit in its memory pool) */
+    for (q = x->reqs; q != NULL; q = q->next) {
+        dw_xfer_remote_unref(q->rm);
+        q->rm = NULL;
     }
     while ((n = x->notes) != NULL) {
         x->notes = n->next;
@@ -353,5 +358,15 @@ dw_xfer_destroy(dw_xfer_t *x)
     ucp_worker_release_address(x->worker, x->addr);
     ucp_worker_destroy(x->worker);
     ucp_cleanup(x->ctx);
+    /* what UCX never completed cannot call back any more: free it now */
+    while ((q = x->reqs) != NULL) {
+        x->reqs = q->next;
+        free(q);
+    }
+    while ((p = x->peers) != NULL) {
+        x->peers = p->next;
+        free(p->addr);
+        free(p);
+    }
     free(x);
 }

@@ -27,7 +27,8 @@
  * calls back from inside dw_xfer_put; completions and notifications are
  * delivered from dw_xfer_progress. For a libevent loop: watch dw_xfer_efd
  * for reading, and on each wakeup call dw_xfer_drive, which progresses
- * until UCX has nothing left and the fd is armed again.
+ * until UCX has nothing left and the fd is armed again (or, past its
+ * budget, asks to be called again).
  *
  * Failures: a transfer that passes its deadline, or whose peer dies
  * (UCP_ERR_HANDLING_MODE_PEER error handler), completes with status -1
@@ -124,8 +125,7 @@ typedef void (*dw_xfer_done_fn)(void *arg, dw_xfer_req_t *req, int status,
 
 /* ---- layouts and descriptors (dw_xfer_desc.c; no UCX) ---- */
 
-/* Bytes of one element of dtype (4 or 2). */
-size_t dw_xfer_dtype_size(dw_dtype_t dt);
+/* The descriptor's name of dtype: "f32", "bf16", "f16". */
 const char *dw_xfer_dtype_name(dw_dtype_t dt);
 
 /*
@@ -187,14 +187,15 @@ int dw_xfer_b64_decode(const char *in, size_t n, unsigned char *out,
 int dw_xfer_create(const dw_xfer_opts_t *o, dw_xfer_t **out, char *err,
     size_t errlen);
 /*
- * Fails unfinished batches (their done callbacks run) and force-closes
- * their endpoints, closes the others gracefully (bounded: 2 s), then
- * frees the context. Registrations and remotes must have been freed
- * before. Not from inside a callback.
+ * Fails unfinished batches (their done callbacks run, and may free
+ * them) and force-closes their endpoints, closes the others gracefully
+ * (bounded: 2 s), then frees the context and every batch. Remotes and
+ * registrations must have been freed before. Not from inside a callback.
  */
 void dw_xfer_destroy(dw_xfer_t *x);
 
-/* The transports UCX picked, e.g. "tcp" or "posix,sysv,cma" (static). */
+/* The transports asked for: opts.tls, else UCX_TLS, else "default" (not
+   what UCX chose per endpoint: DW_XFER_EP_INFO=1 prints that). */
 const char *dw_xfer_tls(const dw_xfer_t *x);
 
 /* Wakeup fd for an event loop (readable when there is work). */
@@ -204,8 +205,14 @@ int dw_xfer_efd(const dw_xfer_t *x);
  * batches with deadlines run, call it from a timer too (the wakeup fd
  * says nothing about time passing). */
 unsigned dw_xfer_progress(dw_xfer_t *x);
-/* Progress until idle and the wakeup fd is armed: call on every wakeup. */
-void dw_xfer_drive(dw_xfer_t *x);
+/*
+ * Call on every wakeup: progress until idle, then arm the wakeup fd; 0.
+ * Bounded so that a long inbound transfer cannot hold the event loop: 1
+ * when the budget ran out with work left, the fd NOT armed; the caller
+ * must call again soon (libevent: event_active on a zero-timeout event)
+ * instead of waiting for the fd.
+ */
+int dw_xfer_drive(dw_xfer_t *x);
 
 /* Receives D's notifications; cb NULL drops them. */
 void dw_xfer_set_note_handler(dw_xfer_t *x, dw_xfer_note_fn cb, void *arg);
@@ -217,9 +224,11 @@ void dw_xfer_set_note_handler(dw_xfer_t *x, dw_xfer_note_fn cb, void *arg);
  * locally and releases the blocks it had reserved), and a notification
  * for id arriving later is dropped (notes_late; the last 256 ids given
  * up on are remembered). Notifications for ids never expected are
- * delivered as they come. dw_xfer_unexpect: the request went away
+ * delivered as they come, so expect an id before P can send it (before
+ * the descriptor or request leaves D). Expecting an id already expected
+ * moves its deadline. dw_xfer_unexpect: the request went away
  * (cancelled): no callback, a late notification is dropped. -1: no
- * memory.
+ * memory. The handler may call dw_xfer_expect and dw_xfer_unexpect.
  */
 #define DW_XFER_NOTE_TIMEOUT  (-110)
 int dw_xfer_expect(dw_xfer_t *x, uint64_t id, uint32_t timeout_ms);
@@ -241,6 +250,9 @@ void dw_xfer_stats(const dw_xfer_t *x, dw_xfer_stats_t *s);
 int dw_xfer_register(dw_xfer_t *x, void *base, size_t length,
     const dw_xfer_layout_t *l, dw_xfer_reg_t **out, char *err, size_t errlen);
 void *dw_xfer_reg_base(const dw_xfer_reg_t *r);
+/* Not while a batch reading from r runs: free (abort) or finish those
+   first; likewise the blocks a running batch reads must stay as they are
+   (P's engine keeps them pinned until the batch completes). */
 void dw_xfer_unregister(dw_xfer_t *x, dw_xfer_reg_t *r);
 /* The descriptor of a registration (blobs owned by r; do not free). */
 void dw_xfer_reg_desc(const dw_xfer_reg_t *r, dw_xfer_desc_t *d);
@@ -256,6 +268,8 @@ int dw_xfer_describe(const dw_xfer_reg_t *r, char **out, size_t *len,
 int dw_xfer_connect(dw_xfer_t *x, const dw_xfer_desc_t *d,
     const dw_xfer_layout_t *local, dw_xfer_remote_t **out, char *err,
     size_t errlen);
+/* May be called while batches to rm run: its rkey then stays until they
+   are released. */
 void dw_xfer_remote_free(dw_xfer_t *x, dw_xfer_remote_t *rm);
 
 typedef struct {
@@ -278,8 +292,9 @@ typedef struct {
  * merged where the strides allow, all in flight at once; then a flush
  * and the notification. Ids are checked against both pools first. The
  * request completes later (done callback, or dw_xfer_req_status); the
- * caller frees it with dw_xfer_req_free. 0 or -1 with err (nothing was
- * sent then, and *out is NULL).
+ * caller frees it with dw_xfer_req_free. 0, or -1 with err and *out NULL:
+ * no batch (refused before anything was sent, or UCX refused a put, in
+ * which case the peer's endpoint is closed as after a failure).
  */
 int dw_xfer_put(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
     const dw_xfer_put_t *p, dw_xfer_req_t **out, char *err, size_t errlen);

@@ -1,7 +1,9 @@
 /*
  * dynamo-worker: KV pool layouts and the transfer descriptor (see
- * dw_xfer.h). Pure code, no UCX: the descriptor is untrusted input from
- * another worker, so the parser is strict and fuzzed (fuzz_xfer_desc.c).
+ * dw_xfer.h). Pure code, no UCX: the descriptor is input from another
+ * worker, so the parser is strict and fuzzed (fuzz_xfer_desc.c). Its addr
+ * and rkey blobs stay opaque here and UCX unpacks them without checks:
+ * descriptors must come from the deployment's own workers.
  *
  * Wire form, one JSON object (field order free, duplicates refused):
  *
@@ -22,15 +24,10 @@
 #include <jansson.h>
 
 #include "dw_err.h"
+#include "dw_safetensors_int.h"     /* dw_dtype_size */
 #include "dw_xfer.h"
 
 #define JSON_SAFE_MAX  ((uint64_t) 1 << 53)
-
-size_t
-dw_xfer_dtype_size(dw_dtype_t dt)
-{
-    return dt == DW_DT_F32 ? 4 : 2;
-}
 
 const char *
 dw_xfer_dtype_name(dw_dtype_t dt)
@@ -46,16 +43,28 @@ dw_xfer_dtype_name(dw_dtype_t dt)
 static int
 dtype_parse(const char *s, dw_dtype_t *dt)
 {
-    if (strcmp(s, "f32") == 0) {
-        *dt = DW_DT_F32;
-    } else if (strcmp(s, "bf16") == 0) {
-        *dt = DW_DT_BF16;
-    } else if (strcmp(s, "f16") == 0) {
-        *dt = DW_DT_F16;
-    } else {
-        return -1;
+    static const dw_dtype_t  all[] = { DW_DT_F32, DW_DT_BF16, DW_DT_F16 };
+    size_t                   i;
+
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        if (strcmp(s, dw_xfer_dtype_name(all[i])) == 0) {
+            *dt = all[i];
+            return 0;
+        }
     }
-    return 0;
+    return -1;
+}
+
+/* Model ids are plain names: anything JSON would escape is refused. */
+static int
+model_plain(const char *m)
+{
+    for (; *m; m++) {
+        if ((unsigned char) *m < 0x20 || *m == '"' || *m == '\\') {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* a * b, or -1 on overflow */
@@ -169,7 +178,7 @@ dw_xfer_layout_validate(const dw_xfer_layout_t *l, uint64_t length,
         return -1;
     }
     if (mul64((uint64_t) l->block_size * l->n_kv_heads, l->head_dim, &chunk)
-        || mul64(chunk, dw_xfer_dtype_size(l->dtype), &chunk)
+        || mul64(chunk, dw_dtype_size(l->dtype), &chunk)
         || mul64(chunk, 2 * (uint64_t) l->n_layers, &bb))
     {
         dw_errf(err, errlen, "layout: block size overflows");
@@ -224,10 +233,11 @@ dw_xfer_layout_check(const dw_xfer_layout_t *a, const dw_xfer_layout_t *b,
                 dw_xfer_dtype_name(b->dtype));
         return -1;
     }
-    CHK(block_size)
+    /* in the order dw_xfer.h gives */
     CHK(n_layers)
     CHK(n_kv_heads)
     CHK(head_dim)
+    CHK(block_size)
     CHK(chunk_bytes)
     CHK(block_bytes)
 #undef CHK
@@ -361,13 +371,10 @@ dw_xfer_desc_encode(const dw_xfer_desc_t *d, char **out, size_t *len,
         dw_errf(err, errlen, "descriptor: blob or size out of range");
         return -1;
     }
-    /* model ids are plain names; anything JSON would escape is refused */
-    for (s = (char *) l->model; *s; s++) {
-        if ((unsigned char) *s < 0x20 || *s == '"' || *s == '\\') {
-            dw_errf(err, errlen, "descriptor: model id has a control "
-                    "character, quote or backslash");
-            return -1;
-        }
+    if (!model_plain(l->model)) {
+        dw_errf(err, errlen, "descriptor: model id has a control "
+                "character, quote or backslash");
+        return -1;
     }
     a = b64_dup(d->addr, d->addr_len);
     k = b64_dup(d->rkey, d->rkey_len);
@@ -455,6 +462,10 @@ get_blob(json_t *v, const char *key, unsigned char **out, size_t *len,
                 "bytes", key, DW_XFER_BLOB_MAX);
         return -1;
     }
+    if (n % 4 != 0) {
+        dw_errf(err, errlen, "descriptor: %s: bad base64", key);
+        return -1;
+    }
     *out = malloc(n / 4 * 3);
     if (*out == NULL) {
         dw_errf(err, errlen, "out of memory");
@@ -503,14 +514,14 @@ get_hex64(json_t *v, uint64_t *out, char *err, size_t errlen)
     return 0;
 }
 
+/* f[i] = the value of fields[i]: each one present, no other (the
+   parser already refused duplicates). */
 static int
-parse_obj(json_t *root, dw_xfer_desc_t *d, char *err, size_t errlen)
+collect_fields(json_t *root, json_t **f, char *err, size_t errlen)
 {
-    dw_xfer_layout_t  *l = &d->layout;
-    json_t            *f[F_N] = { 0 }, *v;
-    const char        *key, *s;
-    uint64_t           u;
-    int                i;
+    const char  *key;
+    json_t      *v;
+    int          i;
 
     json_object_foreach(root, key, v) {
         for (i = 0; i < F_N && strcmp(key, fields[i]) != 0; i++) {
@@ -527,6 +538,19 @@ parse_obj(json_t *root, dw_xfer_desc_t *d, char *err, size_t errlen)
                     fields[i]);
             return -1;
         }
+    }
+    return 0;
+}
+
+static int
+parse_obj(json_t *root, dw_xfer_desc_t *d, char *err, size_t errlen)
+{
+    dw_xfer_layout_t  *l = &d->layout;
+    json_t            *f[F_N] = { 0 };
+    uint64_t           u;
+
+    if (collect_fields(root, f, err, errlen) != 0) {
+        return -1;
     }
     if (get_uint(f[F_V], "v", 1000, &u, err, errlen)) {
         return -1;
@@ -547,12 +571,10 @@ parse_obj(json_t *root, dw_xfer_desc_t *d, char *err, size_t errlen)
         return -1;
     }
     strcpy(l->model, json_string_value(f[F_MODEL]));
-    for (s = l->model; *s; s++) {
-        if ((unsigned char) *s < 0x20 || *s == '"' || *s == '\\') {
-            dw_errf(err, errlen, "descriptor: model: control character, "
-                    "quote or backslash");
-            return -1;
-        }
+    if (!model_plain(l->model)) {
+        dw_errf(err, errlen, "descriptor: model: control character, "
+                "quote or backslash");
+        return -1;
     }
     if (!json_is_string(f[F_DTYPE])
         || dtype_parse(json_string_value(f[F_DTYPE]), &l->dtype) != 0)

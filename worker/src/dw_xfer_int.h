@@ -55,6 +55,7 @@ struct peer_s {
 
 struct dw_xfer_remote_s {
     peer_t           *peer;
+    uint32_t          refs;             /* owner + batches using the rkey */
     ucp_rkey_h        rkey;
     dw_xfer_layout_t  layout;
     uint64_t          base;
@@ -85,6 +86,7 @@ struct dw_xfer_req_s {
     dw_xfer_req_t    *next, *prev;      /* x->reqs while pending or orphan */
     dw_xfer_t        *x;
     peer_t           *peer;
+    dw_xfer_remote_t *rm;               /* its rkey lives until release */
     int               state;
     void             *ucx;              /* pending UCX request or NULL */
     int               ucx_done;
@@ -144,6 +146,9 @@ struct dw_xfer_s {
 void dw_xfer_peer_fail(peer_t *p, const char *why);
 /* Closes the endpoints of failed peers; frees unreferenced ones. */
 void dw_xfer_peers_reap(dw_xfer_t *x);
+/* Drops a reference to rm (NULL: none); the last destroys its rkey
+   (UCX: only once no operation using it is outstanding). */
+void dw_xfer_remote_unref(dw_xfer_remote_t *rm);
 
 /* dw_xfer_note.c */
 ucs_status_t dw_xfer_am_note_cb(void *arg, const void *header,

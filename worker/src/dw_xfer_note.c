@@ -91,7 +91,7 @@ void
 dw_xfer_notes_deliver(dw_xfer_t *x)
 {
     note_t    *n;
-    expect_t  *e, **pp;
+    expect_t  *e, **pp, *gone = NULL;
     double     now;
 
     while ((n = x->notes) != NULL) {
@@ -112,6 +112,8 @@ dw_xfer_notes_deliver(dw_xfer_t *x)
     if (x->expects == NULL) {
         return;
     }
+    /* the passed ones are unlinked first: the handler may call
+       dw_xfer_expect or dw_xfer_unexpect, which edit x->expects */
     now = dw_xfer_now();
     for (pp = &x->expects; (e = *pp) != NULL; ) {
         if (now <= e->deadline) {
@@ -119,8 +121,13 @@ dw_xfer_notes_deliver(dw_xfer_t *x)
             continue;
         }
         *pp = e->next;
+        e->next = gone;
+        gone = e;
         expired_add(x, e->id);
         x->st.notes_timed_out++;
+    }
+    while ((e = gone) != NULL) {
+        gone = e->next;
         if (x->note_cb != NULL) {
             x->note_cb(x->note_arg, e->id, DW_XFER_NOTE_TIMEOUT, NULL, 0);
         }
@@ -131,13 +138,23 @@ dw_xfer_notes_deliver(dw_xfer_t *x)
 int
 dw_xfer_expect(dw_xfer_t *x, uint64_t id, uint32_t timeout_ms)
 {
-    expect_t  *e = malloc(sizeof(*e));
+    double     deadline = dw_xfer_now() + timeout_ms * 1e-3;
+    expect_t  *e;
 
+    /* one expectation per id: expecting it again moves its deadline
+       (two entries would time out after the note had been delivered) */
+    for (e = x->expects; e != NULL; e = e->next) {
+        if (e->id == id) {
+            e->deadline = deadline;
+            return 0;
+        }
+    }
+    e = malloc(sizeof(*e));
     if (e == NULL) {
         return -1;
     }
     e->id = id;
-    e->deadline = dw_xfer_now() + timeout_ms * 1e-3;
+    e->deadline = deadline;
     e->next = x->expects;
     x->expects = e;
     return 0;

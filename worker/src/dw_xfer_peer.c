@@ -181,6 +181,7 @@ dw_xfer_connect(dw_xfer_t *x, const dw_xfer_desc_t *d,
         return -1;
     }
     p->refs++;
+    rm->refs = 1;
     rm->peer = p;
     rm->layout = d->layout;
     rm->base = d->base;
@@ -190,13 +191,23 @@ dw_xfer_connect(dw_xfer_t *x, const dw_xfer_desc_t *d,
 }
 
 void
-dw_xfer_remote_free(dw_xfer_t *x, dw_xfer_remote_t *rm)
+dw_xfer_remote_unref(dw_xfer_remote_t *rm)
 {
-    if (rm == NULL) {
+    if (rm == NULL || --rm->refs > 0) {
         return;
     }
     ucp_rkey_destroy(rm->rkey);
     rm->peer->refs--;
     free(rm);
+}
+
+/* Batches still using rm keep its rkey until they are released. */
+void
+dw_xfer_remote_free(dw_xfer_t *x, dw_xfer_remote_t *rm)
+{
+    if (rm == NULL) {
+        return;
+    }
+    dw_xfer_remote_unref(rm);
     dw_xfer_peers_reap(x);
 }

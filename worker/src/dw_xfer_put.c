@@ -31,6 +31,7 @@ void
 dw_xfer_req_release(dw_xfer_t *x, dw_xfer_req_t *q)
 {
     req_unlink(x, q);
+    dw_xfer_remote_unref(q->rm);
     q->peer->refs--;
     free(q);
 }
@@ -149,20 +150,15 @@ run_len(const dw_xfer_put_t *p, uint32_t i, int mergeable)
     return k;
 }
 
-int
-dw_xfer_put(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
-    const dw_xfer_put_t *p, dw_xfer_req_t **out, char *err, size_t errlen)
+/* Everything that can be refused before a byte is sent. */
+static int
+put_check(const dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
+    const dw_xfer_put_t *p, char *err, size_t errlen)
 {
     const dw_xfer_layout_t  *ll = &r->layout, *rl = &rm->layout;
-    ucp_request_param_t      prm;
-    dw_xfer_req_t           *q;
-    uint32_t                 i, k, l, s;
-    uint64_t                 lo, ro, len;
-    void                    *rq;
-    int                      merge;
+    uint32_t                 i;
     char                     why[160];
 
-    *out = NULL;
     if (rm->peer->failed) {
         dw_errf(err, errlen, "%s", rm->peer->why);
         return -1;
@@ -185,6 +181,67 @@ dw_xfer_put(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
             return -1;
         }
     }
+    return 0;
+}
+
+/*
+ * Issues the puts of p (their requests freed at once: the flush that
+ * follows is their completion) and adds their bytes to q. -1 when UCX
+ * refuses one: earlier ones may be in flight, so the endpoint goes.
+ */
+static int
+put_issue(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
+    const dw_xfer_put_t *p, dw_xfer_req_t *q, char *err, size_t errlen)
+{
+    const dw_xfer_layout_t  *ll = &r->layout, *rl = &rm->layout;
+    ucp_request_param_t      prm;
+    uint32_t                 i, k, l, s;
+    uint64_t                 lo, ro, len;
+    void                    *rq;
+    int                      merge;
+
+    merge = ll->block_stride == ll->chunk_bytes
+            && rl->block_stride == rl->chunk_bytes;
+    memset(&prm, 0, sizeof(prm));
+    prm.op_attr_mask = UCP_OP_ATTR_FLAG_MULTI_SEND;
+    for (i = 0; i < p->n; i += k) {
+        k = run_len(p, i, merge);
+        len = k * ll->chunk_bytes;
+        for (l = 0; l < ll->n_layers; l++) {
+            for (s = 0; s < 2; s++) {
+                lo = dw_xfer_chunk_off(ll, l, s, p->src[i]);
+                ro = dw_xfer_chunk_off(rl, l, s, p->dst[i]);
+                rq = ucp_put_nbx(rm->peer->ep, (char *) r->base + lo, len,
+                                 rm->base + ro, rm->rkey, &prm);
+                x->st.puts++;
+                if (UCS_PTR_IS_ERR(rq)) {
+                    dw_errf(err, errlen, "ucp_put_nbx: %s",
+                            ucs_status_string(UCS_PTR_STATUS(rq)));
+                    dw_xfer_peer_fail(rm->peer, "put failed");
+                    dw_xfer_peers_reap(x);
+                    return -1;
+                }
+                if (rq != NULL) {
+                    ucp_request_free(rq);
+                }
+            }
+        }
+        q->bytes += len * 2 * ll->n_layers;
+    }
+    return 0;
+}
+
+int
+dw_xfer_put(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
+    const dw_xfer_put_t *p, dw_xfer_req_t **out, char *err, size_t errlen)
+{
+    ucp_request_param_t  prm;
+    dw_xfer_req_t       *q;
+
+    *out = NULL;
+    if (put_check(rm, r, p, err, errlen) != 0) {
+        return -1;
+    }
     q = calloc(1, sizeof(*q));
     if (q == NULL) {
         dw_errf(err, errlen, "out of memory");
@@ -205,39 +262,11 @@ dw_xfer_put(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
     if (p->note_len > 0) {
         memcpy(q->note, p->note, p->note_len);
     }
-
-    merge = ll->block_stride == ll->chunk_bytes
-            && rl->block_stride == rl->chunk_bytes;
-    memset(&prm, 0, sizeof(prm));
-    prm.op_attr_mask = UCP_OP_ATTR_FLAG_MULTI_SEND;
-    for (i = 0; i < p->n; i += k) {
-        k = run_len(p, i, merge);
-        len = k * ll->chunk_bytes;
-        for (l = 0; l < ll->n_layers; l++) {
-            for (s = 0; s < 2; s++) {
-                lo = dw_xfer_chunk_off(ll, l, s, p->src[i]);
-                ro = dw_xfer_chunk_off(rl, l, s, p->dst[i]);
-                rq = ucp_put_nbx(rm->peer->ep, (char *) r->base + lo, len,
-                                 rm->base + ro, rm->rkey, &prm);
-                x->st.puts++;
-                if (UCS_PTR_IS_ERR(rq)) {
-                    /* earlier puts may be in flight: the endpoint goes */
-                    dw_errf(err, errlen, "ucp_put_nbx: %s",
-                            ucs_status_string(UCS_PTR_STATUS(rq)));
-                    dw_xfer_peer_fail(rm->peer, "put failed");
-                    x->st.failures++;
-                    free(q);
-                    dw_xfer_peers_reap(x);
-                    return -1;
-                }
-                if (rq != NULL) {
-                    ucp_request_free(rq);
-                }
-            }
-        }
-        q->bytes += len * 2 * ll->n_layers;
+    if (put_issue(x, rm, r, p, q, err, errlen) != 0) {
+        x->st.failures++;
+        free(q);
+        return -1;
     }
-
     memset(&prm, 0, sizeof(prm));
     prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     prm.cb.send = dw_xfer_ucx_cb;
@@ -245,6 +274,8 @@ dw_xfer_put(dw_xfer_t *x, dw_xfer_remote_t *rm, const dw_xfer_reg_t *r,
     q->state = Q_FLUSH;
     req_track(q, ucp_ep_flush_nbx(rm->peer->ep, &prm));
     rm->peer->refs++;
+    rm->refs++;
+    q->rm = rm;
     q->next = x->reqs;
     if (x->reqs != NULL) {
         x->reqs->prev = q;

@@ -414,14 +414,18 @@ typedef struct {
  * Runs every step (one, or one per --concurrency value), printing each
  * step's block as it ends. A step that cannot run, or ^C, ends the sweep
  * there; what the earlier steps measured is kept for the table and files.
+ * Step i > 0 rebuilds the dataset with --seed + i: the same lengths and
+ * sharing structure on new tokens, so no step finds the prompts of an
+ * earlier one in the server's prefix cache.
  */
 static void
-run_steps(const db_opts_t *o, const db_opts_t *ro, const db_dataset_t *ds,
+run_steps(const db_opts_t *o, const db_opts_t *ro, db_dataset_t *ds,
     const kvr_tokenizer_t *tok, db_steps_t *st)
 {
-    char    err[ERRLEN];
-    size_t  i;
-    int     sweep = o->n_sweep > 0;
+    char       err[ERRLEN];
+    size_t     i, timed;
+    db_opts_t  so;
+    int        sweep = o->n_sweep > 0;
 
     for (i = 0; i < st->n_steps; i++) {
         size_t c = sweep ? o->sweep[i] : o->max_concurrency;
@@ -429,6 +433,15 @@ run_steps(const db_opts_t *o, const db_opts_t *ro, const db_dataset_t *ds,
         if (sweep) {
             fprintf(stderr, "dynamo-bench: concurrency %zu (%zu/%zu)\n", c,
                 i + 1, st->n_steps);
+        }
+        if (i > 0) {
+            so = *o;
+            so.seed = o->seed + i;
+            db_dataset_free(ds);
+            if (build_dataset(&so, tok, ds, &timed) != 0) {
+                st->failed = 1;
+                return;
+            }
         }
         if (db_run(ro, ds, tok, c, &st->runs[i], err, sizeof(err)) != 0) {
             fprintf(stderr, "dynamo-bench: %s\n", err);

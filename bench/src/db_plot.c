@@ -281,7 +281,7 @@ int db_plot_sweep(const db_summary_t *s, size_t n, const char *prefix,
     fputs("EOD\n", f);
     fputs("set multiplot layout 1,2\n"
           "set grid\n"
-          "set key bottom right\n"
+          "set key top left\n"
           "set xlabel 'output throughput (tok/s)'\n"
           "set xrange [0:*]\n"
           "set yrange [0:*]\n"

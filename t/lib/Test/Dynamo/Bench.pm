@@ -28,6 +28,7 @@ use File::Path ();
 use File::Spec ();
 use File::Temp qw(tempdir);
 use JSON::PP ();
+use Test::Dynamo::Proc qw(stop_pid);
 use POSIX qw(WNOHANG SIGTERM SIGKILL);
 use Time::HiRes qw(sleep time);
 
@@ -301,20 +302,7 @@ sub serve_pid { $_[0]{pid} }
 sub stop_serve {
     my ($s) = @_;
     return undef if !$s->{pid};
-    kill SIGTERM, $s->{pid};
-    my $deadline = time + 5;
-    my $code = -1;
-    while (time < $deadline) {
-        if (waitpid($s->{pid}, WNOHANG) == $s->{pid}) {
-            $code = $? & 127 ? -($? & 127) : $? >> 8;
-            last;
-        }
-        sleep 0.02;
-    }
-    if ($code == -1) {
-        kill SIGKILL, $s->{pid};
-        waitpid($s->{pid}, 0);
-    }
+    my $code = stop_pid($s->{pid}, SIGTERM, 5);
     @Live = grep { $_ != $s } @Live;
     $s->{pid} = 0;
     return $code;

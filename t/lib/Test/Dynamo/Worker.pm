@@ -25,6 +25,7 @@ use File::Temp qw(tempdir);
 use HTTP::Tiny ();
 use IO::Socket::INET ();
 use JSON::PP ();
+use Test::Dynamo::Proc qw(stop_pid);
 use POSIX qw(WNOHANG SIGTERM SIGKILL);
 use Time::HiRes qw(sleep time);
 
@@ -136,20 +137,7 @@ sub start_worker {
 sub stop_worker {
     my ($w, $sig, $timeout) = @_;
     return undef if !$w->{pid};
-    kill $sig // SIGTERM, $w->{pid};
-    my $deadline = time + ($timeout // 10);
-    my $code = -1;
-    while (time < $deadline) {
-        if (waitpid($w->{pid}, WNOHANG) == $w->{pid}) {
-            $code = $? & 127 ? -($? & 127) : $? >> 8;
-            last;
-        }
-        sleep 0.05;
-    }
-    if ($code == -1) {
-        kill SIGKILL, $w->{pid};
-        waitpid($w->{pid}, 0);
-    }
+    my $code = stop_pid($w->{pid}, $sig, $timeout);
     @Live = grep { $_ != $w } @Live;
     $w->{pid} = 0;
     return $code;

@@ -1,5 +1,6 @@
 # dynamo-bench client overhead: ITL measured minus scripted (mean, p50,
-# p99) and the client's CPU per output token, against concurrent streams.
+# p99) and the client's CPU per output token, against concurrent streams
+# (the process's times are tick-grained: short steps have none).
 #   gnuplot -e "dat='client.dat'; out='client.png'" plot.gp
 set terminal pngcairo size 1000,420 font ",10"
 set output out
@@ -18,5 +19,6 @@ plot dat using 1:2 with linespoints title "mean", \
 set ylabel "microseconds"
 set title "dynamo-bench: client CPU per output token"
 set yrange [0:*]
-plot dat using 1:6 with linespoints title "user + system"
+plot dat using 1:7 with linespoints title "runner's own account (getrusage), per piece", \
+     '' using 1:6 with linespoints title "process user + system, per token"
 unset multiplot

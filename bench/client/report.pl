@@ -181,11 +181,11 @@ if (grep { defined $_->{stamp_delay_p50_us} } @steps) {
 
 open my $d, '>', $o{dat} or die "$o{dat}: $!\n";
 print $d "# streams itl_excess_mean itl_excess_p50 itl_excess_p99 "
-       . "ttft_excess_mean cpu_us_per_token\n";
-printf $d "%d %.4f %.4f %.4f %.4f %s\n",
+       . "ttft_excess_mean cpu_us_per_token client_us_per_piece\n";
+printf $d "%d %.4f %.4f %.4f %.4f %s %s\n",
     @{$_}{qw(streams itl_excess_mean_ms itl_excess_p50_ms itl_excess_p99_ms
              ttft_excess_mean_ms)},
-    defined $_->{cpu_us_per_token}
-        ? sprintf('%.4f', $_->{cpu_us_per_token}) : '?'
+    map { defined $_ ? sprintf('%.4f', $_) : '?' }
+        @{$_}{qw(cpu_us_per_token client_us_per_piece)}
     for @steps;
 close $d;

@@ -136,7 +136,9 @@ static const db_flag_t flags[] = {
     { "burstiness", 1, O_BURSTINESS, "B",
       "gamma arrivals of shape B; 1 is Poisson, < 1 burstier (1)" },
     { "duration", 1, O_DURATION, "S",
-      "stop sending after S seconds (none)" },
+      "stop sending after S seconds, reusing the prompts when they run "
+      "out; with rate inf and no --max-concurrency, at most as many in "
+      "flight as there are prompts (none)" },
     { "num-warmups", 1, O_NUM_WARMUPS, "N",
       "requests completed before the timed run, left out of every "
       "figure (0)" },

@@ -558,6 +558,130 @@ ngx_http_dynamo_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * dynamo_prefill_upstream NAME: only noted here, the upstream block may
+ * come later in the file; ngx_http_dynamo_prefill_check finds it when the
+ * location is merged (everything parsed by then). Not through
+ * ngx_http_upstream_add: an unknown name must not become an implicit
+ * upstream.
+ */
+
+char *
+ngx_http_dynamo_prefill_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_dynamo_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (dlcf->prefill_name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '$'))
+    {
+        return ngx_http_dynamo_invalid(cf, cmd, "upstream", &value[1]);
+    }
+
+    dlcf->prefill_name = value[1];
+    dlcf->prefill_file = cf->conf_file->file.name;
+    dlcf->prefill_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_dynamo_prefill_check(ngx_conf_t *cf, ngx_http_dynamo_loc_conf_t *dlcf)
+{
+    ngx_uint_t                       i;
+    ngx_str_t                       *name;
+    ngx_http_dynamo_srv_conf_t      *dscf;
+    ngx_http_upstream_srv_conf_t    *uscf, **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    name = &dlcf->prefill_name;
+
+    if (dlcf->upstream == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dynamo_prefill_upstream\" needs \"dynamo_pass\" "
+                      "in the same location in %V:%ui",
+                      &dlcf->prefill_file, dlcf->prefill_line);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    uscf = NULL;
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf != NULL
+            && uscfp[i]->host.len == name->len
+            && ngx_strncasecmp(uscfp[i]->host.data, name->data, name->len)
+               == 0)
+        {
+            uscf = uscfp[i];
+            break;
+        }
+    }
+
+    if (uscf == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dynamo_prefill_upstream\": unknown upstream "
+                      "\"%V\" in %V:%ui",
+                      name, &dlcf->prefill_file, dlcf->prefill_line);
+        return NGX_CONF_ERROR;
+    }
+
+    dscf = ngx_http_conf_upstream_srv_conf(uscf, ngx_dynamo_module);
+
+    if (dscf == NULL || dscf->policy == NGX_HTTP_DYNAMO_POLICY_NONE) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dynamo_prefill_upstream\": upstream \"%V\" is "
+                      "not a dynamo upstream (no \"dynamo_upstream\") "
+                      "in %V:%ui",
+                      name, &dlcf->prefill_file, dlcf->prefill_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dscf->role != NGX_HTTP_DYNAMO_ROLE_PREFILL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dynamo_prefill_upstream\": upstream \"%V\" has "
+                      "role=%s, not role=prefill in %V:%ui",
+                      name,
+                      dscf->role == NGX_HTTP_DYNAMO_ROLE_DECODE
+                      ? "decode" : "aggregated",
+                      &dlcf->prefill_file, dlcf->prefill_line);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the decode pool: dynamo_pass's upstream */
+
+    dscf = dlcf->upstream->srv_conf
+           ? ngx_http_conf_upstream_srv_conf(dlcf->upstream,
+                                             ngx_dynamo_module)
+           : NULL;
+
+    if (dscf && dscf->role == NGX_HTTP_DYNAMO_ROLE_PREFILL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dynamo_pass\" upstream \"%V\" has role=prefill: "
+                      "with \"dynamo_prefill_upstream\" it must be the "
+                      "decode pool (role=decode or aggregated) in %V:%ui",
+                      &dlcf->upstream->host, &dlcf->prefill_file,
+                      dlcf->prefill_line);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->prefill_upstream = uscf;
+
+    return NGX_CONF_OK;
+}
+
+
 char *
 ngx_http_dynamo_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {

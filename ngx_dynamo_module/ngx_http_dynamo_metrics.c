@@ -91,6 +91,14 @@ static ngx_http_dynamo_counter_t  ngx_http_dynamo_counters[] = {
       ngx_http_dynamo_counter(worker_failures) },
     { "dynamo_cancelled_total", "Requests the client abandoned.",
       ngx_http_dynamo_counter(cancelled) },
+    { "dynamo_prefill_hinted_total",
+      "Requests of dynamo_prefill_upstream locations sent to the decode "
+      "worker with a prefill worker.",
+      ngx_http_dynamo_counter(prefill_hinted) },
+    { "dynamo_prefill_unhinted_total",
+      "Requests of dynamo_prefill_upstream locations sent without one "
+      "(no prefill worker live): prefilled by the decode worker.",
+      ngx_http_dynamo_counter(prefill_unhinted) },
     { NULL, NULL, 0 }
 };
 
@@ -108,6 +116,13 @@ static ngx_http_dynamo_load_metric_t  ngx_http_dynamo_load_metrics[] = {
     { "dynamo_gateway_worker_failures_total", "counter",
       "Failed attempts at the worker.",
       ngx_http_dynamo_load_field(fails) },
+    { "dynamo_gateway_prefill_selections_total", "counter",
+      "Requests this gateway chose the worker for as the prefill worker.",
+      ngx_http_dynamo_load_field(prefills) },
+    { "dynamo_gateway_worker_prefill_tokens", "gauge",
+      "Uncached prompt tokens this gateway has in flight at the worker "
+      "(as the decode or the prefill worker).",
+      ngx_http_dynamo_load_field(prefill) },
     { NULL, NULL, NULL, 0 }
 };
 

@@ -72,6 +72,13 @@ static ngx_command_t  ngx_http_dynamo_commands[] = {
       0,
       NULL },
 
+    { ngx_string("dynamo_prefill_upstream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dynamo_prefill_upstream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("dynamo_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_dynamo_metrics,
@@ -297,6 +304,8 @@ ngx_http_dynamo_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     dlcf->upstream = NULL;
+     *     dlcf->prefill_upstream = NULL;
+     *     dlcf->prefill_name = { 0, NULL };
      */
 
     dlcf->metrics = NGX_CONF_UNSET;
@@ -335,6 +344,14 @@ ngx_http_dynamo_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               (size_t) 16 * 1024);
     ngx_conf_merge_uint_value(conf->upstream_conf.next_upstream_tries,
                               prev->upstream_conf.next_upstream_tries, 3);
+
+    /* not inherited either: it belongs with its location's dynamo_pass */
+
+    if (conf->prefill_name.data
+        && ngx_http_dynamo_prefill_check(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->upstream == NULL) {
         return NGX_CONF_OK;

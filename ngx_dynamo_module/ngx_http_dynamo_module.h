@@ -118,6 +118,12 @@ typedef struct {
     ngx_http_upstream_srv_conf_t   *upstream;
     ngx_flag_t                      metrics;
     ngx_http_upstream_conf_t        upstream_conf;  /* timeouts, buffer */
+
+    /* dynamo_prefill_upstream: named at parse time, found when merged */
+    ngx_http_upstream_srv_conf_t   *prefill_upstream;
+    ngx_str_t                       prefill_name;
+    ngx_str_t                       prefill_file;   /* where it was named */
+    ngx_uint_t                      prefill_line;
 } ngx_http_dynamo_loc_conf_t;
 
 
@@ -156,6 +162,14 @@ typedef struct {
     ngx_uint_t                      pick;           /* the one in use */
     struct ngx_http_dynamo_load_s  *load;           /* counted for pick */
 
+    /* the prefill worker passed to the decode worker as a hint; empty:
+       none. Its uncached tokens are counted in prefill_load until the
+       first token arrives or the request ends (prefill_release). */
+    ngx_str_t                       prefill;
+    ngx_uint_t                      prefill_overlap;    /* blocks */
+    struct ngx_http_dynamo_load_s  *prefill_load;
+    ngx_atomic_int_t                prefill_tokens;
+
     ngx_http_dynamo_stream_t       *stream;         /* destroyed by a pool
                                                        cleanup */
     ngx_uint_t                      prompt_tokens;
@@ -173,6 +187,11 @@ char *ngx_http_dynamo_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_dynamo_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_dynamo_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_dynamo_prefill_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* merge time: the upstream named by dynamo_prefill_upstream, checked */
+char *ngx_http_dynamo_prefill_check(ngx_conf_t *cf,
+    ngx_http_dynamo_loc_conf_t *dlcf);
 char *ngx_http_dynamo_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_dynamo_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -189,6 +208,8 @@ ngx_http_dynamo_model_t *ngx_http_dynamo_model_find(
 /* ngx_http_dynamo_route.c: fills ctx->picks (NGX_DECLINED: no worker) */
 ngx_int_t ngx_http_dynamo_route(ngx_http_request_t *r,
     ngx_http_dynamo_ctx_t *ctx);
+/* takes back the prefill worker's load counted for ctx; once */
+void ngx_http_dynamo_prefill_release(ngx_http_dynamo_ctx_t *ctx);
 
 /* ngx_http_dynamo_upstream.c: proxies ctx's request to ctx->picks */
 ngx_int_t ngx_http_dynamo_upstream_start(ngx_http_request_t *r,

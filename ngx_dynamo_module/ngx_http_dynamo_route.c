@@ -22,12 +22,15 @@ typedef struct {
     uint32_t                        overlap;
     uint64_t                        active_blocks;
     uint64_t                        queued_prefill;
+    uint64_t                        requests;      /* running, waiting and
+                                                      in flight here */
     double                          cost;
     unsigned                        failed:1;
     unsigned                        server:1;      /* a server line */
     unsigned                        fits:1;        /* registered, role fits */
     unsigned                        dropped:1;     /* registered, role not */
     unsigned                        no_overlap:1;  /* other block size */
+    unsigned                        loaded:1;      /* published a load */
 } ngx_http_dynamo_cand_t;
 
 
@@ -45,7 +48,13 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_dynamo_candidates(ngx_http_request_t *r,
-    ngx_http_dynamo_model_t *model, ngx_array_t *cands);
+    ngx_http_dynamo_model_t *model, ngx_http_upstream_srv_conf_t *uscf,
+    ngx_array_t *cands);
+static void ngx_http_dynamo_route_prefill(ngx_http_request_t *r,
+    ngx_http_dynamo_ctx_t *ctx, size_t nm);
+static ngx_int_t ngx_http_dynamo_prefill_better(ngx_http_dynamo_cand_t *a,
+    ngx_http_dynamo_cand_t *b);
+static void ngx_http_dynamo_prefill_cleanup(void *data);
 static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_add(ngx_array_t *cands,
     u_char *name, size_t len);
 static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_find(ngx_array_t *cands,
@@ -108,7 +117,7 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    rc = ngx_http_dynamo_candidates(r, ctx->model, &cands);
+    rc = ngx_http_dynamo_candidates(r, ctx->model, dlcf->upstream, &cands);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -135,6 +144,7 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
     /* overlap from the index */
 
     idx = ngx_http_dynamo_shm_index(dmcf, ctx->model->index);
+    nm = (size_t) -1;
 
     if (idx && ctx->n_blocks
         && policy != NGX_HTTP_DYNAMO_POLICY_LEAST_LOAD
@@ -270,6 +280,10 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
                    &pick[0].name, pick[0].overlap_blocks, ctx->n_blocks, n,
                    pick[0].cost);
 
+    if (dlcf->prefill_upstream) {
+        ngx_http_dynamo_route_prefill(r, ctx, nm);
+    }
+
     return NGX_OK;
 
 none:
@@ -291,6 +305,7 @@ ngx_http_dynamo_route_usable(ngx_http_request_t *r)
     ngx_array_t                    cands;
     ngx_http_dynamo_cand_t        *c;
     ngx_http_dynamo_model_t       *m;
+    ngx_http_dynamo_loc_conf_t    *dlcf;
     ngx_http_dynamo_main_conf_t   *dmcf;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
@@ -303,14 +318,20 @@ ngx_http_dynamo_route_usable(ngx_http_request_t *r)
 
     m = dmcf->models.elts;
 
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
+
     if (dmcf->models.nelts == 0) {
-        if (ngx_http_dynamo_candidates(r, NULL, &cands) != NGX_OK) {
+        if (ngx_http_dynamo_candidates(r, NULL, dlcf->upstream, &cands)
+            != NGX_OK)
+        {
             return 0;
         }
     }
 
     for (i = 0; i < dmcf->models.nelts; i++) {
-        if (ngx_http_dynamo_candidates(r, &m[i], &cands) != NGX_OK) {
+        if (ngx_http_dynamo_candidates(r, &m[i], dlcf->upstream, &cands)
+            != NGX_OK)
+        {
             return 0;
         }
     }
@@ -330,11 +351,13 @@ ngx_http_dynamo_route_usable(ngx_http_request_t *r)
 }
 
 
-/* the server lines and the model's registered workers, by "host:port" */
+/* the server lines of uscf and the model's registered workers that fit
+   its role, by "host:port" */
 
 static ngx_int_t
 ngx_http_dynamo_candidates(ngx_http_request_t *r,
-    ngx_http_dynamo_model_t *model, ngx_array_t *cands)
+    ngx_http_dynamo_model_t *model, ngx_http_upstream_srv_conf_t *uscf,
+    ngx_array_t *cands)
 {
     size_t                          nw, i;
     ngx_str_t                       name;
@@ -346,14 +369,10 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
     ngx_http_dynamo_server_t       *s;
     ngx_http_upstream_server_t     *us;
     ngx_http_dynamo_srv_conf_t     *dscf;
-    ngx_http_dynamo_loc_conf_t     *dlcf;
-    ngx_http_upstream_srv_conf_t   *uscf;
     ngx_http_dynamo_main_conf_t    *dmcf;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
-    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
 
-    uscf = dlcf->upstream;
     if (uscf == NULL) {
         return NGX_OK;
     }
@@ -495,6 +514,8 @@ ngx_http_dynamo_candidates(ngx_http_request_t *r,
         c->worker_id = w->worker_id;
         c->active_blocks = w->load.active_blocks;
         c->queued_prefill = w->load.queued_prefill_tokens;
+        c->requests = (uint64_t) w->load.running + w->load.waiting;
+        c->loaded = (w->load.updated_ms != 0);
 
         if (w->block_size && w->block_size != model->block_size) {
 
@@ -638,6 +659,7 @@ ngx_http_dynamo_cand_load(ngx_http_dynamo_main_conf_t *dmcf,
 
         c[i].active_blocks += load->blocks;
         c[i].queued_prefill += load->prefill;
+        c[i].requests += load->in_flight;
 
         if (load->failed_until) {
             left = (ngx_msec_int_t) (load->failed_until - ngx_current_msec);
@@ -664,4 +686,233 @@ ngx_http_dynamo_cost_cmp(const void *a, const void *b)
     }
 
     return 0;
+}
+
+
+/*
+ * dynamo_prefill_upstream: after the decode worker is chosen, the prefill
+ * worker P that has the least to compute: the prompt tokens its cache does
+ * not hold (overlap from the same index lookup) plus its queued prefill
+ * (published, and this gateway's share in flight). Ties go to a worker
+ * that published a load over one that did not (its queue is unknown, not
+ * empty), then to fewer requests, then at random. The decode worker
+ * itself is never its own prefill worker. No candidate: no hint, and the
+ * decode worker prefills locally; never an error.
+ */
+
+static void
+ngx_http_dynamo_route_prefill(ngx_http_request_t *r,
+    ngx_http_dynamo_ctx_t *ctx, size_t nm)
+{
+    size_t                         i, j, n;
+    u_char                        *p;
+    uint64_t                       cached, block_size;
+    ngx_uint_t                     ties;
+    kvr_index_t                   *idx;
+    ngx_array_t                    cands;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_dynamo_cand_t        *c, *best;
+    ngx_http_dynamo_pick_t        *decode;
+    ngx_http_dynamo_load_t        *load;
+    ngx_http_dynamo_srv_conf_t    *dscf;
+    ngx_http_dynamo_loc_conf_t    *dlcf;
+    ngx_http_dynamo_counters_t    *counters;
+    ngx_http_dynamo_main_conf_t   *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_dynamo_module);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_dynamo_module);
+    dscf = ngx_http_dynamo_upstream_conf(dlcf->prefill_upstream);
+    counters = ngx_http_dynamo_shm_counters(dmcf);
+
+    best = NULL;
+
+    if (ngx_array_init(&cands, r->pool, 4, sizeof(ngx_http_dynamo_cand_t))
+        != NGX_OK
+        || ngx_http_dynamo_candidates(r, ctx->model, dlcf->prefill_upstream,
+                                      &cands)
+           != NGX_OK)
+    {
+        goto none;
+    }
+
+    decode = &ctx->picks[0];
+    c = cands.elts;
+    n = 0;
+
+    for (i = 0; i < cands.nelts; i++) {
+        if (c[i].dropped
+            || (c[i].name.len == decode->name.len
+                && ngx_strncmp(c[i].name.data, decode->name.data,
+                               decode->name.len)
+                   == 0))
+        {
+            continue;
+        }
+
+        c[n++] = c[i];
+    }
+
+    cands.nelts = n;
+
+    if (n == 0) {
+        goto none;
+    }
+
+    ngx_http_dynamo_cand_load(dmcf, &cands);
+
+    idx = ngx_http_dynamo_shm_index(dmcf, ctx->model->index);
+
+    if (idx && ctx->n_blocks && dscf
+        && dscf->policy == NGX_HTTP_DYNAMO_POLICY_KV)
+    {
+        if (nm == (size_t) -1) {
+            nm = kvr_index_find_matches(idx, ctx->block_hashes,
+                                        ctx->n_blocks,
+                                        ngx_http_dynamo_matches,
+                                        KVR_INDEX_MAX_WORKERS);
+        }
+
+        for (i = 0; i < nm; i++) {
+            for (j = 0; j < n; j++) {
+                if (c[j].worker_id
+                    && c[j].worker_id
+                       == ngx_http_dynamo_matches[i].worker_id
+                    && !c[j].no_overlap)
+                {
+                    c[j].overlap = ngx_http_dynamo_matches[i].overlap_blocks;
+                    break;
+                }
+            }
+        }
+    }
+
+    block_size = ctx->model->block_size;
+    ties = 0;
+
+    for (i = 0; i < n; i++) {
+        if (c[i].failed) {
+            continue;
+        }
+
+        cached = ngx_min((uint64_t) c[i].overlap * block_size,
+                         (uint64_t) ctx->n_prompt_ids);
+
+        c[i].cost = (double) (ctx->n_prompt_ids - cached)
+                    + (double) c[i].queued_prefill;
+
+        if (best == NULL || ngx_http_dynamo_prefill_better(&c[i], best) > 0)
+        {
+            best = &c[i];
+            ties = 1;
+
+        } else if (ngx_http_dynamo_prefill_better(&c[i], best) == 0
+                   && ngx_random() % ++ties == 0)
+        {
+            best = &c[i];
+        }
+    }
+
+    if (best == NULL) {
+        goto none;
+    }
+
+    p = ngx_pnalloc(r->pool, best->name.len);
+    if (p == NULL) {
+        goto none;
+    }
+
+    ngx_memcpy(p, best->name.data, best->name.len);
+
+    ctx->prefill.data = p;
+    ctx->prefill.len = best->name.len;
+    ctx->prefill_overlap = best->overlap;
+
+    cached = ngx_min((uint64_t) best->overlap * block_size,
+                     (uint64_t) ctx->n_prompt_ids);
+
+    /* P's share in flight, so that concurrent requests spread */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    load = cln ? ngx_http_dynamo_shm_load_claim(dmcf, p, best->name.len)
+               : NULL;
+
+    if (load) {
+        ctx->prefill_load = load;
+        ctx->prefill_tokens = (ngx_atomic_int_t)
+                              (ctx->n_prompt_ids - cached);
+
+        ngx_http_dynamo_shm_load_add(load, 1, 0, ctx->prefill_tokens);
+        (void) ngx_atomic_fetch_add(&load->prefills, 1);
+        load->used = ngx_time();
+
+        cln->handler = ngx_http_dynamo_prefill_cleanup;
+        cln->data = ctx;
+    }
+
+    if (counters) {
+        (void) ngx_atomic_fetch_add(&counters->prefill_hinted, 1);
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynamo route: prefill %V overlap %ui/%uz, cost %.0f",
+                   &ctx->prefill, best->overlap, ctx->n_blocks, best->cost);
+
+    return;
+
+none:
+
+    if (counters) {
+        (void) ngx_atomic_fetch_add(&counters->prefill_unhinted, 1);
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynamo route: no prefill worker, no hint");
+}
+
+
+/* 1: a is the better prefill worker, -1: b is, 0: a tie */
+
+static ngx_int_t
+ngx_http_dynamo_prefill_better(ngx_http_dynamo_cand_t *a,
+    ngx_http_dynamo_cand_t *b)
+{
+    if (a->cost != b->cost) {
+        return a->cost < b->cost ? 1 : -1;
+    }
+
+    if (a->loaded != b->loaded) {
+        return a->loaded ? 1 : -1;
+    }
+
+    if (a->requests != b->requests) {
+        return a->requests < b->requests ? 1 : -1;
+    }
+
+    return 0;
+}
+
+
+void
+ngx_http_dynamo_prefill_release(ngx_http_dynamo_ctx_t *ctx)
+{
+    ngx_http_dynamo_load_t  *load;
+
+    load = ctx->prefill_load;
+
+    if (load == NULL) {
+        return;
+    }
+
+    ctx->prefill_load = NULL;
+
+    ngx_http_dynamo_shm_load_add(load, -1, 0, -ctx->prefill_tokens);
+
+    load->used = ngx_time();
+}
+
+
+static void
+ngx_http_dynamo_prefill_cleanup(void *data)
+{
+    ngx_http_dynamo_prefill_release(data);
 }

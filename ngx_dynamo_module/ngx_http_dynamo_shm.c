@@ -120,7 +120,7 @@ static ngx_atomic_int_t        ngx_http_dynamo_shm_in_flight;  /* this
 
 static ngx_http_dynamo_load_t  ngx_http_dynamo_load_full = {
     0, "", NGX_HTTP_DYNAMO_LOAD_FULL, NGX_HTTP_DYNAMO_LOAD_FULL,
-    NGX_HTTP_DYNAMO_LOAD_FULL, 0, 0, 0, 0, { { 0, 0, 0 } }
+    NGX_HTTP_DYNAMO_LOAD_FULL, 0, 0, 0, 0, 0, { { 0, 0, 0 } }
 };
 
 
@@ -871,6 +871,7 @@ ngx_http_dynamo_shm_load_reclaim(ngx_http_dynamo_shm_t *sh)
         slot->blocks = 0;
         slot->prefill = 0;
         slot->requests = 0;
+        slot->prefills = 0;
         slot->fails = 0;
         slot->failed_until = 0;
 

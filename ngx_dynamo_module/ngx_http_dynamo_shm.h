@@ -46,6 +46,8 @@ typedef struct ngx_http_dynamo_load_s {
     ngx_atomic_t                    blocks;      /* their prompt blocks */
     ngx_atomic_t                    prefill;     /* their uncached tokens */
     ngx_atomic_t                    requests;    /* total routed here */
+    ngx_atomic_t                    prefills;    /* total chosen as the
+                                                    prefill worker */
     ngx_atomic_t                    fails;       /* total failures */
     ngx_atomic_t                    failed_until;  /* ngx_current_msec
                                                       scale; 0: healthy */
@@ -73,6 +75,10 @@ typedef struct {
     ngx_atomic_t                    worker_failures; /* 502s, error events */
     ngx_atomic_t                    cancelled;       /* client went away */
     ngx_atomic_t                    rr;              /* round_robin turn */
+    ngx_atomic_t                    prefill_hinted;  /* dynamo_prefill_
+                                                        upstream: a prefill
+                                                        worker passed */
+    ngx_atomic_t                    prefill_unhinted;  /* none live */
 } ngx_http_dynamo_counters_t;
 
 

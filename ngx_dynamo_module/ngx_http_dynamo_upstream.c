@@ -168,6 +168,12 @@ ngx_http_dynamo_create_request(ngx_http_request_t *r)
           + NGX_INT_T_LEN
           + ctx->req.nstop_ids * (NGX_INT32_LEN + 1);
 
+    if (ctx->prefill.len) {
+        len += sizeof(",\"hints\":{\"prefill_worker\":\"\"}") - 1
+               + ngx_http_dynamo_json_escape(NULL, ctx->prefill.data,
+                                             ctx->prefill.len);
+    }
+
     bb = ngx_create_temp_buf(r->pool, len);
     if (bb == NULL) {
         ngx_free(sampling);
@@ -212,6 +218,17 @@ ngx_http_dynamo_create_request(ngx_http_request_t *r)
         }
 
         *p++ = ']';
+    }
+
+    /* dynamo_prefill_upstream's choice; kept by every retry */
+
+    if (ctx->prefill.len) {
+        p = ngx_cpymem(p, ",\"hints\":{\"prefill_worker\":\"",
+                       sizeof(",\"hints\":{\"prefill_worker\":\"") - 1);
+        p += ngx_http_dynamo_json_escape(p, ctx->prefill.data,
+                                         ctx->prefill.len);
+        *p++ = '"';
+        *p++ = '}';
     }
 
     *p++ = '}';

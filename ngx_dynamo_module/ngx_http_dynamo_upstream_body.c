@@ -14,6 +14,7 @@ static ngx_int_t ngx_http_dynamo_up_lines(ngx_http_dynamo_up_t *st,
     u_char *p, size_t n);
 static void ngx_http_dynamo_up_frame(ngx_http_dynamo_up_t *st, u_char *p,
     size_t n);
+static void ngx_http_dynamo_up_prefilled(ngx_http_dynamo_up_t *st, int rc);
 
 
 ngx_int_t
@@ -161,6 +162,10 @@ ngx_http_dynamo_up_frame(ngx_http_dynamo_up_t *st, u_char *p, size_t n)
     rc = ngx_http_dynamo_stream_line(st->ctx->stream, (const char *) p, n,
                                      &st->out);
 
+    if (st->ctx->prefill_load) {
+        ngx_http_dynamo_up_prefilled(st, rc);
+    }
+
     switch (rc) {
 
     case NGX_HTTP_DYNAMO_STREAM_MORE:
@@ -177,4 +182,24 @@ ngx_http_dynamo_up_frame(ngx_http_dynamo_up_t *st, u_char *p, size_t n)
         st->error = ngx_http_dynamo_stream_error(st->ctx->stream);
         return;
     }
+}
+
+
+/* the first token (or the end) means the prompt was prefilled: the
+   prefill worker's share in flight is released */
+
+static void
+ngx_http_dynamo_up_prefilled(ngx_http_dynamo_up_t *st, int rc)
+{
+    uint64_t  prompt, completion, cached;
+
+    if (rc == NGX_HTTP_DYNAMO_STREAM_MORE) {
+        ngx_http_dynamo_stream_usage(st->ctx->stream, &prompt, &completion,
+                                     &cached);
+        if (completion == 0) {
+            return;
+        }
+    }
+
+    ngx_http_dynamo_prefill_release(st->ctx);
 }

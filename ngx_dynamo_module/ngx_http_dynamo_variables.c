@@ -17,7 +17,7 @@ static void ngx_http_dynamo_variable_str(ngx_http_variable_value_t *v,
     ngx_str_t *s);
 static ngx_int_t ngx_http_dynamo_variable_worker(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_dynamo_variable_empty(ngx_http_request_t *r,
+static ngx_int_t ngx_http_dynamo_variable_prefill(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_dynamo_variable_overlap(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -36,7 +36,7 @@ static ngx_http_variable_t  ngx_http_dynamo_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("dynamo_prefill_worker"), NULL,
-      ngx_http_dynamo_variable_empty, 0,
+      ngx_http_dynamo_variable_prefill, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("dynamo_overlap_blocks"), NULL,
@@ -121,11 +121,22 @@ ngx_http_dynamo_variable_worker(ngx_http_request_t *r,
 }
 
 
+/* the prefill worker passed as a hint; empty when none */
+
 static ngx_int_t
-ngx_http_dynamo_variable_empty(ngx_http_request_t *r,
+ngx_http_dynamo_variable_prefill(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    v->not_found = 1;
+    ngx_http_dynamo_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_dynamo_module);
+
+    if (ctx == NULL || ctx->picks == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_dynamo_variable_str(v, &ctx->prefill);
 
     return NGX_OK;
 }

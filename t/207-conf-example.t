@@ -26,7 +26,7 @@ for my $d (sort keys %dir) {
          "$d is used in conf/nginx.conf.example");
     like($readme, qr/`\Q$d\E[ `]/, "$d is documented in README.md");
 }
-for my $v (sort grep { $_ ne 'dynamo_prefill_worker' } keys %var) {
+for my $v (sort keys %var) {
     like($readme, qr/`\$\Q$v\E`/, "\$$v is documented in README.md");
 }
 like($example, qr/^\s*keepalive\s+\d+;/m, 'the stock keepalive is shown');

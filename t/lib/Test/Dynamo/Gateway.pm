@@ -218,7 +218,8 @@ sub gateway_conf {
           . "        'overlap=\$dynamo_overlap_blocks '\n"
           . "        'prompt=\$dynamo_prompt_tokens '\n"
           . "        'completion=\$dynamo_completion_tokens '\n"
-          . "        'cached=\$dynamo_cached_tokens';";
+          . "        'cached=\$dynamo_cached_tokens '\n"
+          . "        'prefill=\$dynamo_prefill_worker';";
     my $temps = join '', map { "    ${_}_temp_path $p/${_}_temp;\n" }
                 qw(client_body proxy fastcgi uwsgi scgi);
 
@@ -360,7 +361,7 @@ sub error_log_text {
 }
 
 # Parsed access log lines: [{ uri, status, worker, overlap, prompt,
-# completion, cached }]
+# completion, cached, prefill }] ("-": a variable not found, "": empty)
 sub access_log_entries {
     my ($gw) = @_;
     my @e;

@@ -55,6 +55,8 @@ static void ngx_http_dynamo_route_prefill(ngx_http_request_t *r,
 static ngx_int_t ngx_http_dynamo_prefill_better(ngx_http_dynamo_cand_t *a,
     ngx_http_dynamo_cand_t *b);
 static void ngx_http_dynamo_prefill_cleanup(void *data);
+static size_t ngx_http_dynamo_cand_overlap(ngx_http_dynamo_ctx_t *ctx,
+    kvr_index_t *idx, ngx_http_dynamo_cand_t *c, size_t n, size_t nm);
 static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_add(ngx_array_t *cands,
     u_char *name, size_t len);
 static ngx_http_dynamo_cand_t *ngx_http_dynamo_cand_find(ngx_array_t *cands,
@@ -90,7 +92,7 @@ static ngx_uint_t         ngx_http_dynamo_nwarned;
 ngx_int_t
 ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
 {
-    size_t                         i, j, n, nm;
+    size_t                         i, n, nm;
     uint64_t                       rnd;
     ngx_int_t                      rc;
     ngx_uint_t                     policy, chosen, k;
@@ -150,22 +152,7 @@ ngx_http_dynamo_route(ngx_http_request_t *r, ngx_http_dynamo_ctx_t *ctx)
         && policy != NGX_HTTP_DYNAMO_POLICY_LEAST_LOAD
         && policy != NGX_HTTP_DYNAMO_POLICY_ROUND_ROBIN)
     {
-        nm = kvr_index_find_matches(idx, ctx->block_hashes, ctx->n_blocks,
-                                    ngx_http_dynamo_matches,
-                                    KVR_INDEX_MAX_WORKERS);
-
-        for (i = 0; i < nm; i++) {
-            for (j = 0; j < cands.nelts; j++) {
-                if (c[j].worker_id == ngx_http_dynamo_matches[i].worker_id) {
-                    if (!c[j].no_overlap) {
-                        c[j].overlap =
-                                  ngx_http_dynamo_matches[i].overlap_blocks;
-                    }
-
-                    break;
-                }
-            }
-        }
+        nm = ngx_http_dynamo_cand_overlap(ctx, idx, c, cands.nelts, nm);
     }
 
     /* those not marked failed; all of them when every one is */
@@ -704,9 +691,10 @@ static void
 ngx_http_dynamo_route_prefill(ngx_http_request_t *r,
     ngx_http_dynamo_ctx_t *ctx, size_t nm)
 {
-    size_t                         i, j, n;
+    size_t                         i, n;
     u_char                        *p;
     uint64_t                       cached, block_size;
+    ngx_int_t                      cmp;
     ngx_uint_t                     ties;
     kvr_index_t                   *idx;
     ngx_array_t                    cands;
@@ -765,25 +753,7 @@ ngx_http_dynamo_route_prefill(ngx_http_request_t *r,
     if (idx && ctx->n_blocks && dscf
         && dscf->policy == NGX_HTTP_DYNAMO_POLICY_KV)
     {
-        if (nm == (size_t) -1) {
-            nm = kvr_index_find_matches(idx, ctx->block_hashes,
-                                        ctx->n_blocks,
-                                        ngx_http_dynamo_matches,
-                                        KVR_INDEX_MAX_WORKERS);
-        }
-
-        for (i = 0; i < nm; i++) {
-            for (j = 0; j < n; j++) {
-                if (c[j].worker_id
-                    && c[j].worker_id
-                       == ngx_http_dynamo_matches[i].worker_id
-                    && !c[j].no_overlap)
-                {
-                    c[j].overlap = ngx_http_dynamo_matches[i].overlap_blocks;
-                    break;
-                }
-            }
-        }
+        (void) ngx_http_dynamo_cand_overlap(ctx, idx, c, n, nm);
     }
 
     block_size = ctx->model->block_size;
@@ -800,14 +770,13 @@ ngx_http_dynamo_route_prefill(ngx_http_request_t *r,
         c[i].cost = (double) (ctx->n_prompt_ids - cached)
                     + (double) c[i].queued_prefill;
 
-        if (best == NULL || ngx_http_dynamo_prefill_better(&c[i], best) > 0)
-        {
+        cmp = best ? ngx_http_dynamo_prefill_better(&c[i], best) : 1;
+
+        if (cmp > 0) {
             best = &c[i];
             ties = 1;
 
-        } else if (ngx_http_dynamo_prefill_better(&c[i], best) == 0
-                   && ngx_random() % ++ties == 0)
-        {
+        } else if (cmp == 0 && ngx_random() % ++ties == 0) {
             best = &c[i];
         }
     }
@@ -915,4 +884,40 @@ static void
 ngx_http_dynamo_prefill_cleanup(void *data)
 {
     ngx_http_dynamo_prefill_release(data);
+}
+
+
+/*
+ * overlap from the index for the candidates c[0..n); nm: the number of
+ * matches this request already found (the decode choice's lookup, reused
+ * by the prefill choice), or (size_t) -1 to look up; returns it
+ */
+
+static size_t
+ngx_http_dynamo_cand_overlap(ngx_http_dynamo_ctx_t *ctx, kvr_index_t *idx,
+    ngx_http_dynamo_cand_t *c, size_t n, size_t nm)
+{
+    size_t  i, j;
+
+    if (nm == (size_t) -1) {
+        nm = kvr_index_find_matches(idx, ctx->block_hashes, ctx->n_blocks,
+                                    ngx_http_dynamo_matches,
+                                    KVR_INDEX_MAX_WORKERS);
+    }
+
+    for (i = 0; i < nm; i++) {
+        for (j = 0; j < n; j++) {
+            if (c[j].worker_id
+                && c[j].worker_id == ngx_http_dynamo_matches[i].worker_id)
+            {
+                if (!c[j].no_overlap) {
+                    c[j].overlap = ngx_http_dynamo_matches[i].overlap_blocks;
+                }
+
+                break;
+            }
+        }
+    }
+
+    return nm;
 }

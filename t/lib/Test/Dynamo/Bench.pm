@@ -29,6 +29,7 @@ use File::Spec ();
 use File::Temp qw(tempdir);
 use JSON::PP ();
 use Test::Dynamo::Proc qw(stop_pid);
+use Test::Dynamo::Worker qw(dynamo_build read_file);
 use POSIX qw(WNOHANG SIGTERM SIGKILL);
 use Time::HiRes qw(sleep time);
 
@@ -52,9 +53,7 @@ my $Seq = 0;
 sub json_decode { $Json->decode($_[0]) }
 sub json_encode { $Json->encode($_[0]) }
 
-sub build_dir {
-    return $ENV{DYNAMO_BUILD} || File::Spec->rel2abs('build');
-}
+sub build_dir { return dynamo_build() }
 
 sub bench_bin { return build_dir() . '/bin/dynamo-bench' }
 
@@ -77,15 +76,6 @@ sub tmp_dir {
         $Tmp = tempdir(CLEANUP => 1);
     }
     return $Tmp;
-}
-
-sub read_file {
-    my ($path) = @_;
-    open my $in, '<', $path or return '';
-    local $/;
-    my $text = <$in>;
-    close $in;
-    return $text // '';
 }
 
 sub write_file {

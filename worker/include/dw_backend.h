@@ -44,6 +44,16 @@ typedef struct {
     uint32_t   threads;          /* cpu: 0 = all cores */
     double     speedup;          /* mock: divide modelled times by this */
     uint64_t   seed;             /* mock: token stream seed */
+    /*
+     * The KV pool's memory, when the caller provides it (disaggregation:
+     * a region UCX allocated and registered, worker/XFER.md), laid out as
+     * dw_xfer_layout_cpu says; NULL: the backend allocates its own. Not
+     * freed by the backend; must outlive it. cpu: at least kv_mem_len
+     * bytes are needed (dw_backend_cpu_create fails otherwise) and are
+     * zeroed; mock: unused (its transfers move these bytes only).
+     */
+    void      *kv_mem;
+    size_t     kv_mem_len;
 } dw_backend_opts_t;
 
 typedef struct {

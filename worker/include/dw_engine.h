@@ -50,17 +50,51 @@ typedef struct {
    max_tokens 16 */
 void dw_sampling_defaults(dw_sampling_t *sp);
 
+/*
+ * Disaggregated prefill (worker/DISAGG.md). Where a request's prompt was
+ * computed, reported in its finish output (and finish frame).
+ */
+typedef enum {
+    DW_PREFILL_AGG = 0,        /* no prefill worker involved */
+    DW_PREFILL_REMOTE,         /* the prefill worker computed it */
+    DW_PREFILL_LOCAL_SHORT,    /* uncached part below the remote minimum */
+    DW_PREFILL_LOCAL_BUSY,     /* the prefill worker's queue is too long */
+    DW_PREFILL_LOCAL_DOWN,     /* it failed or refused lately (backoff) */
+    DW_PREFILL_LOCAL_FAILED,   /* the remote prefill failed: fell back */
+    DW_PREFILL_LOCAL_SELF      /* the hint named this very worker */
+} dw_prefill_t;
+
+#define DW_REQ_HOLD_KV         0x1  /* prefill worker: see DW_OUT_FINISH */
+#define DW_REQ_REMOTE_PREFILL  0x2  /* decode worker: see DW_OUT_REMOTE */
+
 typedef struct {
     uint64_t       id;          /* unique among live requests (server's) */
     uint32_t      *prompt;      /* malloc'd; the engine takes ownership */
     uint32_t       n_prompt;
     dw_sampling_t  sp;
+    uint32_t       flags;       /* DW_REQ_* */
+    /*
+     * DW_REQ_REMOTE_PREFILL: at admission, when at least this many prompt
+     * tokens are not in the prefix cache, the engine allocates blocks for
+     * the whole prompt, parks the request and emits DW_OUT_REMOTE; else
+     * it prefills locally (prefill DW_PREFILL_LOCAL_SHORT).
+     */
+    uint32_t       remote_min_tokens;
+    dw_prefill_t   prefill;     /* reported as is unless the engine decides */
 } dw_request_t;
 
 typedef enum {
     DW_OUT_TOKEN = 1,
     DW_OUT_FINISH,
-    DW_OUT_RESET             /* result of dw_engine_reset_prefix_cache */
+    DW_OUT_RESET,            /* result of dw_engine_reset_prefix_cache */
+    /*
+     * A DW_REQ_REMOTE_PREFILL request was parked for a remote prefill:
+     * kv_blocks[0..n_kv_blocks) are its block table for the whole prompt,
+     * the first cached_tokens / block_size of them already computed (the
+     * prefix cache). Answer with dw_engine_remote_done. The blocks stay
+     * the request's (not preempted, not reused) until then or a cancel.
+     */
+    DW_OUT_REMOTE
 } dw_out_kind_t;
 
 typedef enum {
@@ -88,6 +122,17 @@ typedef struct {
     uint32_t       cached_tokens;   /* prompt tokens served from the cache */
     uint32_t       preemptions;
     char           error[96];       /* DW_FINISH_ERROR: why */
+    dw_prefill_t   prefill;
+
+    /*
+     * DW_OUT_REMOTE, and DW_OUT_FINISH (stop or length) of a
+     * DW_REQ_HOLD_KV request: block ids (malloc'd, the drainer frees them
+     * with dw_output_free) covering the prompt's KV. For HOLD_KV the
+     * blocks stay referenced (not evicted, not overwritten) until the
+     * I/O thread hands them back with dw_engine_release_blocks.
+     */
+    uint32_t      *kv_blocks;
+    uint32_t       n_kv_blocks;
 
     /* DW_OUT_RESET */
     int            reset_ok;        /* 1: cache emptied, CLEARED emitted */
@@ -105,6 +150,9 @@ typedef struct {
 } dw_kv_event_t;
 
 void dw_kv_event_free(dw_kv_event_t *ev);
+
+/* Frees what a drained output owns (kv_blocks); safe on any output. */
+void dw_output_free(dw_output_t *o);
 
 typedef struct {
     uint32_t  block_size;             /* tokens per block (default 16) */
@@ -170,6 +218,27 @@ int dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
     size_t errlen);
 /* Stops the request and frees its blocks at the next step boundary. */
 void dw_engine_cancel(dw_engine_t *e, uint64_t req_id);
+
+/*
+ * Decode worker: the remote prefill of a parked request (DW_OUT_REMOTE)
+ * ended. first != NULL: its blocks hold the prompt's KV and first (a
+ * DW_OUT_TOKEN output, sampled by the prefill worker with the request's
+ * sampling parameters) is the first generated token: decoding goes on
+ * from it, as if the engine had sampled it (same seeded stream). first
+ * NULL: the remote prefill failed; the engine prefills the uncached part
+ * locally into the same blocks (prefill DW_PREFILL_LOCAL_FAILED). Ids no
+ * longer parked (cancelled) are ignored. 0, or -1 (engine stopped, no
+ * memory).
+ */
+int dw_engine_remote_done(dw_engine_t *e, uint64_t req_id,
+    const dw_output_t *first);
+/*
+ * Prefill worker: gives back the blocks a DW_REQ_HOLD_KV finish handed
+ * over (kv_blocks, n), once the transfer that reads them is over. Takes
+ * ownership of kv_blocks (malloc'd) in every case. 0, or -1.
+ */
+int dw_engine_release_blocks(dw_engine_t *e, uint32_t *kv_blocks,
+    uint32_t n);
 
 /*
  * Empties the prefix cache at the next step boundary (after that step's

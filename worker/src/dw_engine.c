@@ -523,3 +523,32 @@ dw_engine_config(const dw_engine_t *e)
 {
     return &e->cfg;
 }
+
+/* ---- disaggregation (stubs: replaced by the engine work) ---- */
+
+void
+dw_output_free(dw_output_t *o)
+{
+    free(o->kv_blocks);
+    o->kv_blocks = NULL;
+    o->n_kv_blocks = 0;
+}
+
+int
+dw_engine_remote_done(dw_engine_t *e, uint64_t req_id,
+    const dw_output_t *first)
+{
+    (void) e;
+    (void) req_id;
+    (void) first;
+    return -1;
+}
+
+int
+dw_engine_release_blocks(dw_engine_t *e, uint32_t *kv_blocks, uint32_t n)
+{
+    (void) e;
+    (void) n;
+    free(kv_blocks);
+    return -1;
+}

@@ -40,6 +40,12 @@ typedef struct {
     double             mock_speedup;
     uint64_t           mock_seed;
     uint32_t           num_workers;
+    /* disaggregation (worker/DISAGG.md) */
+    uint32_t           max_local_prefill;  /* --max-local-prefill-length */
+    uint64_t           max_prefill_queue;  /* --max-prefill-queue-tokens */
+    uint32_t           remote_prefill_timeout_ms;
+    const char        *kv_transport;       /* UCX_TLS value; NULL: env */
+    int                kv_peer_errors;     /* ask UCX to detect dead peers */
     dw_log_level_t     log_level;
     char               name_buf[256];      /* storage for a derived name */
 } dw_opts_t;

@@ -421,3 +421,66 @@ dw_proto_req_free(dw_proto_req_t *req)
     req->token_ids = NULL;
     req->n_tokens = 0;
 }
+
+/* ---- disaggregation (stubs: replaced by the prefill protocol work) ---- */
+
+int
+dw_proto_parse_prefill(const char *body, size_t len, uint32_t vocab_size,
+    dw_proto_prefill_t *p, dw_proto_err_t *err)
+{
+    (void) body;
+    (void) len;
+    (void) vocab_size;
+    memset(p, 0, sizeof(*p));
+    snprintf(err->field, sizeof(err->field), "kv");
+    snprintf(err->msg, sizeof(err->msg), "not implemented");
+    return -1;
+}
+
+void
+dw_proto_prefill_free(dw_proto_prefill_t *p)
+{
+    dw_proto_req_free(&p->req);
+    free(p->blocks);
+    free(p->desc);
+    memset(p, 0, sizeof(*p));
+}
+
+int
+dw_proto_encode_prefill(kvr_buf_t *b, const char *gen_body, size_t gen_len,
+    const dw_proto_prefill_t *p)
+{
+    (void) b;
+    (void) gen_body;
+    (void) gen_len;
+    (void) p;
+    return -1;
+}
+
+int
+dw_proto_encode_first(const dw_output_t *tok, void *buf, size_t cap)
+{
+    (void) tok;
+    (void) buf;
+    (void) cap;
+    return -1;
+}
+
+int
+dw_proto_decode_first(const void *buf, size_t len, dw_output_t *tok)
+{
+    (void) buf;
+    (void) len;
+    (void) tok;
+    return -1;
+}
+
+const char *
+dw_proto_prefill_name(dw_prefill_t p)
+{
+    static const char  *names[] = {
+        NULL, "remote", "short", "busy", "down", "failed", "self"
+    };
+
+    return (unsigned) p < sizeof(names) / sizeof(names[0]) ? names[p] : NULL;
+}

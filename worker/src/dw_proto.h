@@ -46,6 +46,43 @@ int dw_proto_parse_request(const char *body, size_t len, uint32_t vocab_size,
 void dw_proto_req_free(dw_proto_req_t *req);
 
 /*
+ * POST /v1/prefill (decode worker -> prefill worker; PROTOCOL.md,
+ * "Prefill"): a generate body (request_id, token_ids, sampling; hints are
+ * ignored) with one more member, "kv": where to write the KV.
+ */
+typedef struct {
+    dw_proto_req_t  req;
+    uint64_t        xfer_id;       /* the notification's id on D */
+    uint32_t       *blocks;        /* D's block per prompt block (malloc'd) */
+    uint32_t        n_blocks;      /* ceil(n_tokens / D's block_size) */
+    uint32_t        skip_blocks;   /* leading blocks D has: not written */
+    uint32_t        timeout_ms;    /* the transfer's deadline on P */
+    char           *desc;          /* D's pool descriptor, JSON text
+                                      (dw_xfer_desc_parse; malloc'd) */
+    size_t          desc_len;
+} dw_proto_prefill_t;
+
+int dw_proto_parse_prefill(const char *body, size_t len, uint32_t vocab_size,
+    dw_proto_prefill_t *p, dw_proto_err_t *err);
+void dw_proto_prefill_free(dw_proto_prefill_t *p);
+/*
+ * D's side: a /v1/prefill body from the generate body it received (a JSON
+ * object, already validated) and the kv part of p (p->req unused). -1 on
+ * out of memory.
+ */
+int dw_proto_encode_prefill(kvr_buf_t *b, const char *gen_body,
+    size_t gen_len, const dw_proto_prefill_t *p);
+
+/* The first token's handover in the notification payload (binary:
+   token, logprob, top pairs). Encode: bytes written (<= cap) or -1;
+   decode: 0 or -1 (malformed). */
+int dw_proto_encode_first(const dw_output_t *tok, void *buf, size_t cap);
+int dw_proto_decode_first(const void *buf, size_t len, dw_output_t *tok);
+
+/* "remote", "short", "busy", "down", "failed", "self"; NULL for AGG. */
+const char *dw_proto_prefill_name(dw_prefill_t p);
+
+/*
  * Appends one token frame line ("{...}\n") for outs[0..n), all
  * DW_OUT_TOKEN of one request, n >= 1. with_lp: the request asked for
  * logprobs (sp.logprobs >= 0): "lp" and, when any n_top > 0, "top" are
@@ -83,6 +120,7 @@ typedef struct {
     uint32_t     cached_tokens;
     uint32_t     preemptions;
     char         error[96];
+    dw_prefill_t prefill;       /* DW_PREFILL_AGG when absent */
 } dw_proto_frame_t;
 
 /* Parses one line (with or without its '\n'). 0, or -1 with err. */

@@ -215,6 +215,11 @@ worker_free(dw_worker_t *w)
     if (w->engine != NULL) {
         dw_engine_destroy(w->engine);
     }
+    dw_disagg_free(w);
+    /* after the engine: its backend's KV pool is this region */
+    if (w->kv_reg != NULL) {
+        dw_xfer_unregister(w->xfer, w->kv_reg);
+    }
     free(w->slots);
     free(w->gens);
     free(w->free_idx);
@@ -239,10 +244,15 @@ dw_server_add_worker(dw_server_t *s, const dw_worker_conf_t *conf,
     if (w == NULL) {
         snprintf(err, errlen, "out of memory");
         dw_engine_destroy(e);
+        if (conf->kv_reg != NULL) {
+            dw_xfer_unregister(s->xfer, conf->kv_reg);
+        }
         return -1;
     }
     w->srv = s;
     w->engine = e;
+    w->xfer = s->xfer;
+    w->kv_reg = conf->kv_reg;
     w->conf = *conf;
     w->port = conf->port;
     snprintf(w->host, sizeof(w->host), "%s", conf->host);
@@ -257,6 +267,12 @@ dw_server_add_worker(dw_server_t *s, const dw_worker_conf_t *conf,
     w->conf.advertise = NULL;
     w->conf.redis_addr = NULL;
     w->conf.redis_password = NULL;
+    w->conf.kv_reg = NULL;
+    if (dw_disagg_init(w) != 0) {
+        snprintf(err, errlen, "out of memory");
+        worker_free(w);
+        return -1;
+    }
     if (w->conf.max_pending == 0) {
         w->conf.max_pending = 4096;
     }
@@ -375,6 +391,25 @@ dw_server_destroy(dw_server_t *s)
     if (s->tick != NULL) {
         event_free(s->tick);
     }
+    if (s->xfer_ev != NULL) {
+        event_free(s->xfer_ev);
+    }
+    if (s->xfer_again != NULL) {
+        event_free(s->xfer_again);
+    }
+    if (s->xfer_tick != NULL) {
+        event_free(s->xfer_tick);
+    }
+    if (s->xfer != NULL) {
+        dw_xfer_destroy(s->xfer);
+    }
     event_base_free(s->base);
     free(s);
+}
+
+void
+dw_server_set_xfer(dw_server_t *s, dw_xfer_t *x)
+{
+    /* the loop's events for x: dw_server.c's disaggregation work */
+    s->xfer = x;
 }

@@ -20,7 +20,20 @@
 #include "kvr_worker.h"
 
 typedef struct dw_server_s  dw_server_t;
+struct dw_xfer_s;
+struct dw_xfer_reg_s;
 typedef struct dw_worker_s  dw_worker_t;
+
+/* Disaggregated prefill, decode side (worker/DISAGG.md). */
+typedef struct {
+    uint32_t      max_local_prefill;   /* prefill remotely only when more
+                                          prompt tokens than this are
+                                          uncached (1000) */
+    uint64_t      max_prefill_queue;   /* prompt tokens in flight to one
+                                          prefill worker before it counts
+                                          as busy (16384) */
+    uint32_t      timeout_ms;          /* remote prefill deadline (10000) */
+} dw_disagg_conf_t;
 
 typedef struct {
     const char   *host;            /* listen address (IP literal) */
@@ -39,9 +52,24 @@ typedef struct {
     const char   *redis_password;
     uint32_t      redis_db;
     const char   *ns;
+    /*
+     * Disaggregation: role decode or prefill with a KV pool registered in
+     * the server's UCX context (dw_server_set_xfer). The worker owns
+     * kv_reg from here (unregistered when it is destroyed). NULL: no
+     * disaggregation (role both, or not set up).
+     */
+    struct dw_xfer_reg_s  *kv_reg;
+    dw_disagg_conf_t       disagg;
 } dw_worker_conf_t;
 
 int dw_server_create(dw_server_t **out, char *err, size_t errlen);
+/*
+ * Hands the server a UCX context for KV transfer (worker/XFER.md): the
+ * I/O loop drives it and destroys it last. Before adding workers whose
+ * kv_reg lives in it.
+ */
+void dw_server_set_xfer(dw_server_t *s, struct dw_xfer_s *x);
+
 /*
  * Adds a worker serving e (started by the caller; the worker owns it from
  * here: stopped and destroyed with the server). 0, or -1 with err (port in

@@ -93,6 +93,13 @@ dw_slot_free(dw_worker_t *w, dw_slot_t *sl)
 {
     uint32_t  idx;
 
+    if (sl->remote != NULL) {
+        dw_disagg_slot_gone(w, sl);
+    }
+    if (sl->pf != NULL) {
+        dw_prefill_slot_gone(w, sl);
+    }
+    free(sl->body);
     idx = (uint32_t) sl->id;
     w->slots[idx] = NULL;
     w->gens[idx]++;
@@ -138,6 +145,9 @@ worker_finish(dw_worker_t *w, dw_slot_t *sl, const dw_output_t *out)
     r = out->reason >= DW_FINISH_STOP && out->reason <= DW_FINISH_ERROR
         ? (int) out->reason : DW_FINISH_ERROR;
     w->cnt.finished[r]++;
+    if ((unsigned) out->prefill <= DW_PREFILL_LOCAL_SELF) {
+        w->dcnt.prefill[out->prefill]++;
+    }
     if (dw_log_enabled(DW_LOG_DEBUG)) {
         dw_log(DW_LOG_DEBUG, "request %s finished: %s, %u+%u tokens, "
                "%u cached%s", sl->request_id[0] ? sl->request_id : "-",
@@ -181,6 +191,20 @@ worker_flush_tokens(dw_worker_t *w, dw_slot_t *sl)
     worker_send(sl, &w->frame);
 }
 
+/* An output nobody waits for must still give back what it holds. */
+static void
+worker_orphan(dw_worker_t *w, dw_output_t *out)
+{
+    if (out->kind == DW_OUT_REMOTE) {
+        dw_engine_cancel(w->engine, out->req_id);
+        dw_output_free(out);
+    } else if (out->kv_blocks != NULL) {
+        dw_engine_release_blocks(w->engine, out->kv_blocks,
+                                 out->n_kv_blocks);
+        out->kv_blocks = NULL;
+    }
+}
+
 static void
 worker_outputs(dw_worker_t *w, size_t n)
 {
@@ -194,6 +218,15 @@ worker_outputs(dw_worker_t *w, size_t n)
         if (sl == NULL) {
             dw_log(DW_LOG_WARN, "engine output for unknown request %llu",
                    (unsigned long long) w->outs[i].req_id);
+            worker_orphan(w, &w->outs[i]);
+            continue;
+        }
+        if (w->outs[i].kind == DW_OUT_REMOTE) {
+            dw_disagg_remote(w, sl, &w->outs[i]);
+            continue;
+        }
+        if (sl->pf != NULL) {
+            dw_prefill_output(w, sl, &w->outs[i]);
             continue;
         }
         if (w->outs[i].kind == DW_OUT_RESET || sl->reset) {

@@ -160,6 +160,13 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
     er.prompt = pr.token_ids;
     er.n_prompt = pr.n_tokens;
     er.sp = pr.sp;
+    if (dw_disagg_prepare(w, sl, &pr, body, len, &er) != 0) {
+        dw_proto_req_free(&pr);
+        dw_slot_free(w, sl);
+        dw_http_send_error(req, 500, "Internal Server Error", "internal",
+                           NULL, "out of memory");
+        return;
+    }
     rc = dw_engine_submit(w->engine, &er, msg, sizeof(msg));
     if (rc != 0) {
         pr.token_ids = er.prompt;       /* the engine may have moved it */
@@ -266,6 +273,12 @@ dw_http_generic(struct evhttp_request *req, void *arg)
 
     if (plen == 12 && memcmp(uri, "/v1/generate", 12) == 0) {
         http_generate(w, req);
+        return;
+    }
+    if (plen == 11 && memcmp(uri, "/v1/prefill", 11) == 0) {
+        if (http_post_accepted(w, req) == 0) {
+            dw_prefill_http(w, req);
+        }
         return;
     }
     if (plen == 22 && memcmp(uri, "/v1/reset_prefix_cache", 22) == 0) {

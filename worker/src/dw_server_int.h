@@ -13,6 +13,7 @@
 #include "dw_proto.h"
 #include "dw_redis.h"
 #include "dw_server.h"
+#include "dw_xfer.h"
 #include "kvr_buf.h"
 
 #define DW_DRAIN_BATCH   256     /* outputs per dw_engine_drain call */
@@ -33,6 +34,13 @@ typedef struct {
     int                        pend_tail;
     int                        touched;
     char                       request_id[DW_PROTO_ID_MAX + 1];
+
+    /* decode side of a disaggregated request (dw_server_disagg.c) */
+    char                      *body;      /* generate body, for P */
+    size_t                     body_len;
+    void                      *remote;    /* state while P prefills */
+    /* a POST /v1/prefill being served (dw_server_prefill.c) */
+    void                      *pf;
 } dw_slot_t;
 
 typedef struct {
@@ -44,6 +52,25 @@ typedef struct {
     uint64_t  disconnects;         /* client closed mid-stream */
     uint64_t  frames;              /* token frames sent */
 } dw_worker_counters_t;
+
+/* Disaggregation counters (both sides; /metrics). */
+typedef struct {
+    /* decode side */
+    uint64_t  prefill[DW_PREFILL_LOCAL_SELF + 1];  /* finished requests by
+                                                      where the prompt was
+                                                      computed */
+    uint64_t  remote_sent;         /* prefill requests sent to P */
+    uint64_t  remote_ok;           /* ... answered by a notification */
+    uint64_t  fallback_timeout;    /* no notification by the deadline */
+    uint64_t  fallback_error;      /* P answered an error / connection lost */
+    double    remote_wait_ms;      /* summed: request sent -> notification */
+    /* prefill side */
+    uint64_t  served;              /* /v1/prefill transfers done */
+    uint64_t  refused;             /* /v1/prefill answered 4xx/5xx */
+    uint64_t  blocks_skipped;      /* blocks D had cached: not sent */
+} dw_disagg_counters_t;
+
+typedef struct dw_disagg_s  dw_disagg_t;
 
 struct dw_worker_s {
     dw_server_t                 *srv;
@@ -82,6 +109,12 @@ struct dw_worker_s {
 
     dw_worker_counters_t         cnt;
     dw_worker_t                 *link;     /* server's list */
+
+    /* disaggregation: NULL xfer/kv_reg when off */
+    dw_xfer_t                   *xfer;     /* the server's context */
+    dw_xfer_reg_t               *kv_reg;   /* this worker's KV pool */
+    dw_disagg_t                 *dis;      /* decode side state */
+    dw_disagg_counters_t         dcnt;
 };
 
 struct dw_server_s {
@@ -93,6 +126,10 @@ struct dw_server_s {
     uint32_t            n_workers;
     int                 stopping;
     uint64_t            stop_ms;
+    dw_xfer_t          *xfer;      /* KV transfer; NULL: none */
+    struct event       *xfer_ev;   /* its wakeup fd */
+    struct event       *xfer_again;/* dw_xfer_drive asked for more */
+    struct event       *xfer_tick; /* deadlines (periodic progress) */
 };
 
 uint64_t dw_server_now_ms(void);
@@ -112,6 +149,29 @@ dw_slot_t *dw_slot_alloc(dw_worker_t *w);
 dw_slot_t *dw_slot_find(dw_worker_t *w, uint64_t id);
 void dw_slot_free(dw_worker_t *w, dw_slot_t *sl);
 void dw_worker_cancel_all(dw_worker_t *w);
+
+/* dw_server_disagg.c: the decode side */
+int dw_disagg_init(dw_worker_t *w);
+void dw_disagg_free(dw_worker_t *w);
+/*
+ * Before submitting a generate request: decides between local prefill
+ * (er->prefill says why) and a possible remote one (er->flags gets
+ * DW_REQ_REMOTE_PREFILL, the body is kept in sl). 0, or -1 (no memory).
+ */
+int dw_disagg_prepare(dw_worker_t *w, dw_slot_t *sl,
+    const dw_proto_req_t *pr, const char *body, size_t len,
+    dw_request_t *er);
+/* A DW_OUT_REMOTE output for sl: ask the prefill worker; owns out's
+   kv_blocks. */
+void dw_disagg_remote(dw_worker_t *w, dw_slot_t *sl, dw_output_t *out);
+/* sl is being freed (finished or cancelled): drop its remote state. */
+void dw_disagg_slot_gone(dw_worker_t *w, dw_slot_t *sl);
+
+/* dw_server_prefill.c: the prefill side */
+void dw_prefill_http(dw_worker_t *w, struct evhttp_request *req);
+/* A token or finish output of a /v1/prefill slot; owns out's kv_blocks. */
+void dw_prefill_output(dw_worker_t *w, dw_slot_t *sl, dw_output_t *out);
+void dw_prefill_slot_gone(dw_worker_t *w, dw_slot_t *sl);
 
 /* dw_metrics.c */
 int dw_metrics_health(dw_worker_t *w, kvr_buf_t *b);

@@ -6,6 +6,9 @@
  *   submit / cancel    any thread -> engine (locked queue, wakes the loop)
  *   reset_prefix_cache likewise; its result comes back as a DW_OUT_RESET
  *                      output
+ *   remote_done        likewise (decode worker: a parked request's remote
+ *                      prefill ended)
+ *   release_blocks     likewise (prefill worker: held blocks come back)
  *   drain / drain_kv   engine -> I/O thread: token and finish outputs,
  *                      KV cache events; notify_fd (an eventfd) turns
  *                      readable when either has entries
@@ -169,7 +172,7 @@ void dw_engine_config_defaults(dw_engine_config_t *cfg);
 
 typedef struct {
     /* gauges */
-    uint32_t  running;
+    uint32_t  running;                /* includes remote_parked */
     uint32_t  waiting;
     uint32_t  used_blocks;            /* referenced by a sequence */
     uint32_t  cached_blocks;          /* unreferenced, kept for reuse */
@@ -190,6 +193,18 @@ typedef struct {
     double    ttft_sum_ms;
     uint64_t  itl_hist[DW_HIST_BUCKETS + 1];
     double    itl_sum_ms;
+    /*
+     * Disaggregation. Decode side: requests parked for a remote prefill
+     * (gauge, also counted in running), DW_OUT_REMOTE outputs emitted,
+     * remote prefills that ended well (dw_engine_remote_done with a first
+     * token) and those that fell back to a local prefill (NULL). Prefill
+     * side: block references DW_REQ_HOLD_KV finishes hold (gauge).
+     */
+    uint32_t  remote_parked;
+    uint32_t  held_blocks;
+    uint64_t  remote_parks;
+    uint64_t  remote_prefills;
+    uint64_t  remote_fallbacks;
 } dw_engine_stats_t;
 
 extern const double dw_engine_hist_bounds_ms[DW_HIST_BUCKETS];
@@ -228,14 +243,18 @@ void dw_engine_cancel(dw_engine_t *e, uint64_t req_id);
  * NULL: the remote prefill failed; the engine prefills the uncached part
  * locally into the same blocks (prefill DW_PREFILL_LOCAL_FAILED). Ids no
  * longer parked (cancelled) are ignored. 0, or -1 (engine stopped, no
- * memory).
+ * memory). The first token is taken as is (an id outside the vocabulary
+ * counts as a failure); the KV in the blocks is trusted.
  */
 int dw_engine_remote_done(dw_engine_t *e, uint64_t req_id,
     const dw_output_t *first);
 /*
  * Prefill worker: gives back the blocks a DW_REQ_HOLD_KV finish handed
  * over (kv_blocks, n), once the transfer that reads them is over. Takes
- * ownership of kv_blocks (malloc'd) in every case. 0, or -1.
+ * ownership of kv_blocks (malloc'd) in every case. Only references a
+ * HOLD_KV finish handed out are dropped, each once: a repeated or bogus
+ * release changes nothing. While blocks are held, requests that do not
+ * fit the rest of the pool wait (rather than fail). 0, or -1.
  */
 int dw_engine_release_blocks(dw_engine_t *e, uint32_t *kv_blocks,
     uint32_t n);
@@ -260,6 +279,10 @@ int dw_engine_notify_fd(const dw_engine_t *e);
 size_t dw_engine_drain(dw_engine_t *e, dw_output_t *out, size_t max);
 size_t dw_engine_drain_kv(dw_engine_t *e, dw_kv_event_t *out, size_t max);
 
+/*
+ * Requests parked for a remote prefill count as running (they will decode
+ * here), their blocks as active, and not in queued_prefill_tokens.
+ */
 void dw_engine_load(dw_engine_t *e, kvr_load_t *load);
 void dw_engine_stats(dw_engine_t *e, dw_engine_stats_t *st);
 /*

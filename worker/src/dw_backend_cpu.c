@@ -374,7 +374,9 @@ cpu_destroy(dw_backend_t *be)
     c = be->priv;
     if (c != NULL) {
         dw_pool_destroy(c->pool);
-        free(c->kv);
+        if (!c->kv_ext) {
+            free(c->kv);
+        }
         free(c->inv_freq);
         free(c->x);
         free(c->xn);
@@ -445,7 +447,24 @@ dw_backend_cpu_create(const dw_model_t *m, const dw_backend_opts_t *o,
         return -1;
     }
     kvbytes = c->kv_pool * 2 * cfg->n_layers * sizeof(float);
-    c->kv = calloc(1, kvbytes);
+    if (o->kv_mem != NULL) {
+        /* the caller's region (UCX-registered for KV transfer), laid out
+           as dw_xfer_layout_cpu describes: exactly this pool's layout */
+        if (o->kv_mem_len < kvbytes) {
+            char  msg[160];
+
+            snprintf(msg, sizeof(msg), "cpu backend: KV memory of %zu bytes "
+                     "given, the pool needs %zu", o->kv_mem_len, kvbytes);
+            cpu_destroy(be);
+            be_err(err, errlen, msg);
+            return -1;
+        }
+        c->kv = o->kv_mem;
+        c->kv_ext = 1;
+        memset(c->kv, 0, kvbytes);
+    } else {
+        c->kv = calloc(1, kvbytes);
+    }
     c->inv_freq = malloc(cfg->head_dim / 2 * sizeof(float));
     /* scratch for widening the largest BF16/F16 layer matrix for SGEMM */
     wmax = 0;

@@ -17,6 +17,7 @@ typedef struct {
     uint32_t           n_blocks;      /* KV pool blocks */
 
     float             *kv;            /* per layer: K pool then V pool */
+    int                kv_ext;        /* kv is the caller's (kv_mem) */
     size_t             kv_pool;       /* floats in one K (or V) pool */
     float             *inv_freq;      /* [hd / 2] */
 

@@ -5,10 +5,12 @@
  *
  * Threads. Everything a step touches (lists of sequences, block manager,
  * sampler, backend) belongs to the engine thread. Other threads meet it
- * only under mu: the incoming list, the cancel and reset ids, the output
- * ring, the KV event queue and the published stats/load snapshots. The
- * engine thread sleeps on cv while it has nothing to do; submit, cancel
- * and reset signal it. The eventfd is written once per step that produced
+ * only under mu: the incoming list, the cancel and reset ids, the remote
+ * prefill results and block releases (disaggregation), the output ring,
+ * the KV event queue and the published stats/load snapshots. The engine
+ * thread sleeps on cv while it has nothing to do (or only waits for parked
+ * sequences to free room); submit, cancel, reset, remote_done and
+ * release_blocks signal it. The eventfd is written once per step that produced
  * output and stays readable while either queue holds entries.
  */
 #include <errno.h>
@@ -194,12 +196,14 @@ dw_engine_create(const dw_engine_config_t *cfg, dw_backend_t *be,
                  cfg->n_blocks);
         goto fail;
     }
+    e->held = calloc(cfg->n_blocks, sizeof(uint32_t));
     e->sched = calloc(cfg->max_num_seqs, sizeof(dw_seq_t *));
     e->steps = calloc(cfg->max_num_seqs, sizeof(dw_seq_step_t));
     e->ids = calloc(cfg->max_num_seqs, sizeof(uint32_t));
     e->logits = be->ops->next_ids != NULL ? NULL
                 : malloc((size_t) cfg->max_num_seqs * e->vocab * sizeof(float));
-    if (e->sched == NULL || e->steps == NULL || e->ids == NULL
+    if (e->held == NULL || e->sched == NULL || e->steps == NULL
+        || e->ids == NULL
         || (be->ops->next_ids == NULL && e->logits == NULL))
     {
         snprintf(err, errlen, "engine: out of memory");
@@ -223,6 +227,7 @@ fail:
     e->be = NULL;     /* the caller keeps be on failure */
     dw_bm_free(&e->bm);
     dw_sampler_free(&e->sampler);
+    free(e->held);
     free(e->sched);
     free(e->steps);
     free(e->ids);
@@ -241,9 +246,12 @@ dw_engine_main(void *arg)
 
     for ( ;; ) {
         pthread_mutex_lock(&e->mu);
+        /* running and waiting are the engine thread's own: reading them
+           here, on that thread, needs no lock */
         while (!e->stopping && e->incoming.n == 0 && e->n_cancels == 0
-               && e->n_resets == 0 && e->running.n == 0
-               && e->waiting.n == 0)
+               && e->n_resets == 0 && e->n_dones == 0
+               && e->n_releases == 0 && e->running.n == 0
+               && (e->waiting.n == 0 || e->blocked))
         {
             pthread_cond_wait(&e->cv, &e->mu);
         }
@@ -296,10 +304,23 @@ dw_engine_destroy(dw_engine_t *e)
     }
     dw_seq_list_free(&e->waiting);
     dw_seq_list_free(&e->running);
+    dw_seq_list_free(&e->parked);
     dw_seq_list_free(&e->incoming);
     for (i = 0; i < e->kvq.n; i++) {
         dw_kv_event_free(dw_ring_at(&e->kvq, i));
     }
+    for (i = 0; i < e->out.n; i++) {
+        dw_output_free(dw_ring_at(&e->out, i));
+    }
+    for (i = 0; i < e->n_pending; i++) {
+        dw_output_free(&e->pending[i]);
+    }
+    for (i = 0; i < e->n_releases; i++) {
+        free(e->releases[i].blocks);
+    }
+    free(e->releases);
+    free(e->dones);
+    free(e->held);
     dw_ring_free(&e->kvq);
     dw_ring_free(&e->out);
     free(e->cancels);
@@ -379,6 +400,9 @@ dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
     s->n_prompt = req->n_prompt;
     s->cap = cap;
     s->sp = req->sp;
+    s->flags = req->flags;
+    s->remote_min_tokens = req->remote_min_tokens;
+    s->prefill = req->prefill;
     dw_rng_seed(&s->rng, req->sp.has_seed ? req->sp.seed
                                           : dw_rng_fresh_seed());
     s->t_submit = dw_now_ms();
@@ -524,7 +548,7 @@ dw_engine_config(const dw_engine_t *e)
     return &e->cfg;
 }
 
-/* ---- disaggregation (stubs: replaced by the engine work) ---- */
+/* ---- disaggregation ---- */
 
 void
 dw_output_free(dw_output_t *o)
@@ -534,21 +558,83 @@ dw_output_free(dw_output_t *o)
     o->n_kv_blocks = 0;
 }
 
+/* Makes room for one more element of size sz in *arr; under mu. */
+static int
+dw_queue_grow(void **arr, size_t n, size_t *cap, size_t sz)
+{
+    void    *p;
+    size_t   c;
+
+    if (n < *cap) {
+        return 0;
+    }
+    c = *cap ? 2 * *cap : 8;
+    p = realloc(*arr, c * sz);
+    if (p == NULL) {
+        return -1;
+    }
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
 int
 dw_engine_remote_done(dw_engine_t *e, uint64_t req_id,
     const dw_output_t *first)
 {
-    (void) e;
-    (void) req_id;
-    (void) first;
-    return -1;
+    dw_remote_done_t  *d;
+    uint32_t           n;
+
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping
+        || dw_queue_grow((void **) &e->dones, e->n_dones, &e->dones_cap,
+                         sizeof(*e->dones)) != 0)
+    {
+        pthread_mutex_unlock(&e->mu);
+        return -1;
+    }
+    d = &e->dones[e->n_dones++];
+    memset(d, 0, sizeof(*d));
+    d->id = req_id;
+    if (first != NULL) {
+        d->ok = 1;
+        d->first.token = first->token;
+        d->first.logprob = first->logprob;
+        n = first->n_top < DW_MAX_TOP_LOGPROBS ? first->n_top
+                                               : DW_MAX_TOP_LOGPROBS;
+        d->first.n_top = n;
+        memcpy(d->first.top_ids, first->top_ids, n * sizeof(uint32_t));
+        memcpy(d->first.top_logprobs, first->top_logprobs,
+               n * sizeof(float));
+    }
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
 }
 
 int
 dw_engine_release_blocks(dw_engine_t *e, uint32_t *kv_blocks, uint32_t n)
 {
-    (void) e;
-    (void) n;
-    free(kv_blocks);
-    return -1;
+    dw_release_t  *r;
+
+    if (kv_blocks == NULL || n == 0) {
+        free(kv_blocks);
+        return 0;
+    }
+    pthread_mutex_lock(&e->mu);
+    /* also while stopping: the blocks die with the engine, the array is
+       freed by destroy */
+    if (dw_queue_grow((void **) &e->releases, e->n_releases,
+                      &e->releases_cap, sizeof(*e->releases)) != 0)
+    {
+        pthread_mutex_unlock(&e->mu);
+        free(kv_blocks);
+        return -1;
+    }
+    r = &e->releases[e->n_releases++];
+    r->blocks = kv_blocks;
+    r->n = n;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
 }

@@ -17,7 +17,13 @@
 
 typedef enum {
     DW_SEQ_WAITING = 0,
-    DW_SEQ_RUNNING
+    DW_SEQ_RUNNING,
+    /*
+     * Parked for a remote prefill (DW_OUT_REMOTE emitted): holds blocks
+     * for its whole prompt, is neither scheduled nor preempted, counts
+     * toward max_num_seqs, until dw_engine_remote_done or a cancel.
+     */
+    DW_SEQ_REMOTE
 } dw_seq_state_t;
 
 typedef struct dw_seq_s  dw_seq_t;
@@ -25,7 +31,7 @@ typedef struct dw_seq_s  dw_seq_t;
 struct dw_seq_s {
     uint64_t        id;
     dw_seq_state_t  state;
-    dw_seq_t       *prev;          /* in waiting or running list */
+    dw_seq_t       *prev;          /* in waiting, running or parked */
     dw_seq_t       *next;
 
     uint32_t       *tokens;        /* prompt, then generated tokens */
@@ -52,6 +58,10 @@ struct dw_seq_s {
     uint32_t        cached_tokens;
     uint32_t        preemptions;
     uint32_t        sched_tokens;  /* this step */
+    uint32_t        flags;         /* DW_REQ_*; REMOTE_PREFILL cleared
+                                      once admission decided */
+    uint32_t        remote_min_tokens;
+    dw_prefill_t    prefill;       /* reported in the finish output */
     double          t_submit;      /* ms, monotonic */
     double          t_last;        /* ms of the last token */
 };
@@ -61,6 +71,19 @@ typedef struct {
     dw_seq_t  *tail;
     uint32_t   n;
 } dw_seq_list_t;
+
+/* A dw_engine_remote_done call, queued for the engine thread. */
+typedef struct {
+    uint64_t          id;
+    int               ok;         /* first given */
+    dw_sample_out_t   first;      /* token, logprob, top */
+} dw_remote_done_t;
+
+/* A dw_engine_release_blocks call, likewise. */
+typedef struct {
+    uint32_t  *blocks;            /* malloc'd */
+    uint32_t   n;
+} dw_release_t;
 
 struct dw_engine_s {
     dw_engine_config_t  cfg;
@@ -73,6 +96,17 @@ struct dw_engine_s {
     /* engine thread only */
     dw_seq_list_t       waiting;
     dw_seq_list_t       running;
+    dw_seq_list_t       parked;       /* DW_SEQ_REMOTE */
+    /*
+     * References a DW_REQ_HOLD_KV finish handed to the I/O thread, per
+     * block (n_blocks entries): dw_engine_release_blocks drops only those,
+     * so a bogus or repeated release cannot free a block twice.
+     */
+    uint32_t           *held;
+    uint32_t            n_held;       /* sum of held[] */
+    /* the last step found nothing to run while parked sequences hold the
+       room waiting ones need: the thread sleeps until something comes */
+    int                 blocked;
     dw_seq_t          **sched;        /* this step's sequences, in order */
     uint32_t            n_sched;
     dw_seq_step_t      *steps;
@@ -101,6 +135,12 @@ struct dw_engine_s {
     uint64_t           *resets;       /* reset_prefix_cache caller ids */
     size_t              n_resets;
     size_t              resets_cap;
+    dw_remote_done_t   *dones;        /* dw_engine_remote_done calls */
+    size_t              n_dones;
+    size_t              dones_cap;
+    dw_release_t       *releases;     /* dw_engine_release_blocks calls */
+    size_t              n_releases;
+    size_t              releases_cap;
     dw_ring_t           out;        /* dw_output_t, engine -> I/O thread */
     dw_ring_t           kvq;        /* dw_kv_event_t, likewise */
     dw_engine_stats_t   st_pub;       /* snapshot for dw_engine_stats */
@@ -135,13 +175,22 @@ uint32_t dw_sched_step(dw_engine_t *e);
 /*
  * One engine step on the calling thread: takes queued submissions,
  * cancels and resets, schedules, runs the backend, samples, commits
- * blocks and publishes outputs, events and stats. Returns 1 if work was done, 0 if
- * idle. The engine thread calls it in a loop; tests may call it directly
+ * blocks and publishes outputs, events and stats. Returns 1 if work was
+ * done, 0 if idle (also when the waiting requests cannot start before a
+ * parked one's remote prefill ends or held blocks come back). The engine thread calls it in a loop; tests may call it directly
  * (without dw_engine_start).
  */
 int dw_engine_step(dw_engine_t *e);
-/* queue a finish output and free s (removed from its list already) */
+/*
+ * Queues a finish output and frees s (removed from its list already).
+ * A DW_REQ_HOLD_KV sequence finishing with STOP or LENGTH keeps its
+ * blocks referenced: the output's kv_blocks lists them (e->held counts
+ * them) until dw_engine_release_blocks.
+ */
 void dw_engine_finish(dw_engine_t *e, dw_seq_t *s, dw_finish_t reason,
     const char *error);
+/* A zeroed output slot for this step; NULL only when memory runs out. */
+dw_output_t *dw_engine_pending_new(dw_engine_t *e, uint64_t id,
+    dw_out_kind_t kind);
 
 #endif

@@ -1,11 +1,16 @@
 /*
  * dynamo-worker: one engine step (see dw_engine_int.h): take submissions,
- * cancels and prefix-cache resets, schedule, run the backend, then per
- * scheduled sequence: advance its computed tokens, cache the blocks that
- * became full (prompt blocks after their prefill, generated blocks as
- * decode fills them), sample its next token when it produced logits, and
- * finish it on eos, a stop id, max_tokens or the context length. Outputs, KV events and
- * stats are published under one lock at the end of the step.
+ * cancels, held-block releases, remote prefill results and prefix-cache
+ * resets, schedule, run the backend, then per scheduled sequence: advance
+ * its computed tokens, cache the blocks that became full (prompt blocks
+ * after their prefill, generated blocks as decode fills them), sample its
+ * next token when it produced logits, and finish it on eos, a stop id,
+ * max_tokens or the context length. Outputs, KV events and stats are
+ * published under one lock at the end of the step.
+ *
+ * Disaggregation: a parked sequence's remote prefill result makes it run
+ * (dw_do_remote_done); a DW_REQ_HOLD_KV finish hands its block references
+ * to the caller (dw_engine_finish) until they come back (dw_do_release).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,9 +40,8 @@ dw_pending_grow(dw_engine_t *e)
     return 0;
 }
 
-/* A zeroed output slot for this step; NULL only when memory runs out. */
-static dw_output_t *
-dw_pending_new(dw_engine_t *e, uint64_t id, dw_out_kind_t kind)
+dw_output_t *
+dw_engine_pending_new(dw_engine_t *e, uint64_t id, dw_out_kind_t kind)
 {
     dw_output_t  *o;
 
@@ -70,15 +74,34 @@ dw_engine_finish(dw_engine_t *e, dw_seq_t *s, dw_finish_t reason,
     const char *error)
 {
     dw_output_t  *o;
+    uint32_t     *held = NULL, i;
 
-    dw_seq_release_blocks(e, s);
-    o = dw_pending_new(e, s->id, DW_OUT_FINISH);
+    o = dw_engine_pending_new(e, s->id, DW_OUT_FINISH);
+    if (o != NULL && (s->flags & DW_REQ_HOLD_KV) && s->n_blocks > 0
+        && (reason == DW_FINISH_STOP || reason == DW_FINISH_LENGTH))
+    {
+        held = malloc(s->n_blocks * sizeof(uint32_t));
+    }
+    if (held != NULL) {
+        /* the references move from s to the I/O thread */
+        memcpy(held, s->blocks, s->n_blocks * sizeof(uint32_t));
+        for (i = 0; i < s->n_blocks; i++) {
+            e->held[s->blocks[i]]++;
+        }
+        e->n_held += s->n_blocks;
+        o->kv_blocks = held;
+        o->n_kv_blocks = s->n_blocks;
+        s->n_blocks = 0;
+    } else {
+        dw_seq_release_blocks(e, s);
+    }
     if (o != NULL) {
         o->reason = reason;
         o->prompt_tokens = s->n_prompt;
         o->completion_tokens = s->n_out;
         o->cached_tokens = s->cached_tokens;
         o->preemptions = s->preemptions;
+        o->prefill = s->prefill;
         if (error != NULL) {
             snprintf(o->error, sizeof(o->error), "%s", error);
         }
@@ -114,7 +137,7 @@ dw_do_resets(dw_engine_t *e, uint64_t *ids, size_t n)
 
     for (i = 0; i < n; i++) {
         rc = dw_bm_reset(&e->bm, &count);
-        o = dw_pending_new(e, ids[i], DW_OUT_RESET);
+        o = dw_engine_pending_new(e, ids[i], DW_OUT_RESET);
         if (o == NULL) {
             continue;
         }
@@ -127,14 +150,42 @@ dw_do_resets(dw_engine_t *e, uint64_t *ids, size_t n)
     }
 }
 
+/* Gives back the held blocks of a DW_REQ_HOLD_KV finish, each reference
+   the engine handed out at most once. */
 static void
+dw_do_release(dw_engine_t *e, const uint32_t *b, uint32_t n)
+{
+    uint32_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (b[i] < e->cfg.n_blocks && e->held[b[i]] > 0) {
+            e->held[b[i]]--;
+            e->n_held--;
+            dw_bm_release(&e->bm, b[i]);
+        }
+    }
+}
+
+static void dw_do_remote_done(dw_engine_t *e, const dw_remote_done_t *d);
+
+/*
+ * Takes what other threads queued: submissions, then cancels, block
+ * releases, remote prefill results and resets, in that order. Returns 1
+ * if anything was taken.
+ */
+static int
 dw_take_incoming(dw_engine_t *e)
 {
-    dw_seq_t  *s, *next;
-    uint64_t  *cancels = NULL, *resets = NULL;
-    size_t     n_cancels = 0, n_resets = 0, i;
+    dw_seq_t          *s, *next;
+    uint64_t          *cancels = NULL, *resets = NULL;
+    dw_remote_done_t  *dones = NULL;
+    dw_release_t      *rel = NULL;
+    size_t             n_cancels = 0, n_resets = 0, n_dones = 0, n_rel = 0;
+    size_t             i;
+    int                any;
 
     pthread_mutex_lock(&e->mu);
+    any = e->incoming.n > 0;
     for (s = e->incoming.head; s != NULL; s = next) {
         next = s->next;
         s->prev = s->next = NULL;
@@ -155,23 +206,49 @@ dw_take_incoming(dw_engine_t *e)
         e->n_resets = 0;
         e->resets_cap = 0;
     }
+    if (e->n_dones > 0) {
+        dones = e->dones;
+        n_dones = e->n_dones;
+        e->dones = NULL;
+        e->n_dones = 0;
+        e->dones_cap = 0;
+    }
+    if (e->n_releases > 0) {
+        rel = e->releases;
+        n_rel = e->n_releases;
+        e->releases = NULL;
+        e->n_releases = 0;
+        e->releases_cap = 0;
+    }
     pthread_mutex_unlock(&e->mu);
+    any = any || n_cancels > 0 || n_resets > 0 || n_dones > 0 || n_rel > 0;
 
     /* a cancel for an id no longer here (finished already) is a no-op */
     for (i = 0; i < n_cancels; i++) {
-        s = dw_find(&e->running, cancels[i]);
-        if (s != NULL) {
+        if ((s = dw_find(&e->running, cancels[i])) != NULL) {
             dw_seq_list_remove(&e->running, s);
         } else if ((s = dw_find(&e->waiting, cancels[i])) != NULL) {
             dw_seq_list_remove(&e->waiting, s);
+        } else if ((s = dw_find(&e->parked, cancels[i])) != NULL) {
+            dw_seq_list_remove(&e->parked, s);
         }
         if (s != NULL) {
             dw_engine_finish(e, s, DW_FINISH_CANCELLED, NULL);
         }
     }
     free(cancels);
+    for (i = 0; i < n_rel; i++) {
+        dw_do_release(e, rel[i].blocks, rel[i].n);
+        free(rel[i].blocks);
+    }
+    free(rel);
+    for (i = 0; i < n_dones; i++) {
+        dw_do_remote_done(e, &dones[i]);
+    }
+    free(dones);
     dw_do_resets(e, resets, n_resets);
     free(resets);
+    return any;
 }
 
 /* ---- publishing ---- */
@@ -214,7 +291,10 @@ dw_publish(dw_engine_t *e)
 
     dw_bm_take_events(&e->bm, &ev, &n_ev);
 
-    e->st.running = e->running.n;
+    /* parked sequences will decode here: the router counts them running */
+    e->st.running = e->running.n + e->parked.n;
+    e->st.remote_parked = e->parked.n;
+    e->st.held_blocks = e->n_held;
     e->st.used_blocks = e->bm.n_used;
     e->st.cached_blocks = e->bm.n_lru;
     e->st.total_blocks = e->bm.n_blocks;
@@ -223,8 +303,17 @@ dw_publish(dw_engine_t *e)
     if (e->n_pending > 0) {
         if (dw_ring_push(&e->out, e->pending, e->n_pending) == 0) {
             notify = 1;
+        } else {
+            /* outputs lost to memory exhaustion; nothing better to do but
+               not leak: held blocks go back at once */
+            for (i = 0; i < e->n_pending; i++) {
+                if (e->pending[i].kind == DW_OUT_FINISH) {
+                    dw_do_release(e, e->pending[i].kv_blocks,
+                                  e->pending[i].n_kv_blocks);
+                }
+                dw_output_free(&e->pending[i]);
+            }
         }
-        /* else: outputs lost to memory exhaustion; nothing better to do */
         e->n_pending = 0;
     }
     if (n_ev > 0) {
@@ -317,7 +406,7 @@ dw_accept(dw_engine_t *e, dw_seq_t *s, const dw_sample_out_t *so,
     }
     s->t_last = now;
 
-    o = dw_pending_new(e, s->id, DW_OUT_TOKEN);
+    o = dw_engine_pending_new(e, s->id, DW_OUT_TOKEN);
     if (o != NULL) {
         o->token = t;
         if (s->sp.logprobs >= 0) {
@@ -338,6 +427,51 @@ dw_accept(dw_engine_t *e, dw_seq_t *s, const dw_sample_out_t *so,
     return 0;
 }
 
+/*
+ * A parked sequence's remote prefill ended (dw_engine_remote_done). With a
+ * first token its blocks hold the prompt's KV: they are cached as if
+ * computed here, the RNG advances as dw_sample's draw would have (so a
+ * seeded stream goes on identically), and the token is taken as sampled.
+ * Without one (or with an id outside the vocabulary, which the backend
+ * would refuse) the sequence computes its uncached part here, into the
+ * blocks it holds: the running prefill path does it from the next step.
+ */
+static void
+dw_do_remote_done(dw_engine_t *e, const dw_remote_done_t *d)
+{
+    dw_seq_t  *s = dw_find(&e->parked, d->id);
+    int        reason;
+
+    if (s == NULL) {
+        return;             /* cancelled meanwhile, or not ours */
+    }
+    dw_seq_list_remove(&e->parked, s);
+    s->state = DW_SEQ_RUNNING;
+    if (!d->ok || d->first.token >= e->vocab) {
+        s->prefill = DW_PREFILL_LOCAL_FAILED;
+        e->st.remote_fallbacks++;
+        dw_seq_list_push_tail(&e->running, s);
+        return;
+    }
+    s->prefill = DW_PREFILL_REMOTE;
+    e->st.remote_prefills++;
+    s->n_computed = s->n_prompt;
+    dw_commit_blocks(e, s);
+    /* dw_sample draws once unless greedy (the NaN-logits corner aside);
+       the next_ids path draws nothing */
+    if (e->be->ops->next_ids == NULL
+        && s->sp.temperature >= DW_SAMPLING_EPS && s->sp.top_k != 1)
+    {
+        (void) dw_rng_uniform(&s->rng);
+    }
+    reason = dw_accept(e, s, &d->first, dw_now_ms());
+    if (reason != 0) {
+        dw_engine_finish(e, s, (dw_finish_t) reason, NULL);
+        return;
+    }
+    dw_seq_list_push_tail(&e->running, s);
+}
+
 int
 dw_engine_step(dw_engine_t *e)
 {
@@ -347,12 +481,13 @@ dw_engine_step(dw_engine_t *e)
     dw_sample_out_t   so;
     uint32_t          i, row;
     uint64_t          pre;
-    int               rc, reason;
+    int               rc, reason, took;
     double            now;
 
-    dw_take_incoming(e);
+    e->blocked = 0;
+    took = dw_take_incoming(e);
     if (e->running.n == 0 && e->waiting.n == 0) {
-        if (e->n_pending > 0) {
+        if (e->n_pending > 0 || took) {
             dw_publish(e);
             return 1;
         }
@@ -367,6 +502,14 @@ dw_engine_step(dw_engine_t *e)
            for prompts submit accepted (one sequence always fits the pool);
            fail the head rather than spin. After a preemption the next
            step admits again. */
+        if (e->running.n == 0 && (e->parked.n > 0 || e->n_held > 0)) {
+            /* the waiting ones need what parked sequences or held blocks
+               take: idle until a remote prefill ends, blocks come back
+               or something else comes */
+            e->blocked = 1;
+            dw_publish(e);
+            return 0;
+        }
         if (e->running.n == 0 && e->st.preemptions == pre
             && (s = e->waiting.head) != NULL)
         {

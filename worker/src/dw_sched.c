@@ -10,7 +10,11 @@
  *      max_num_seqs run: the leading full blocks found in the prefix cache
  *      are shared, not computed (but the last token always is, so there are
  *      logits), then a first chunk. The queue head that does not fit
- *      blocks the rest (no overtaking).
+ *      blocks the rest (no overtaking). A DW_REQ_REMOTE_PREFILL request
+ *      whose uncached part is at least its remote_min_tokens instead gets
+ *      blocks for its whole prompt and is parked (DW_OUT_REMOTE, no
+ *      tokens of the budget; parked ones count toward max_num_seqs):
+ *      another worker computes its prompt.
  *
  * A long prompt thus spreads over several steps (chunked prefill). When a
  * running sequence needs a block and the pool has none, the newest running
@@ -150,6 +154,46 @@ dw_schedule(dw_engine_t *e, dw_seq_t *s, uint32_t n, uint32_t *budget)
     *budget -= n;
 }
 
+/*
+ * Admission of a DW_REQ_REMOTE_PREFILL head s whose prefix is taken: the
+ * rest of its blocks, then the parked list and a DW_OUT_REMOTE output.
+ * 1: parked; 0: s has its blocks but the output could not be made (no
+ * memory): it prefills here (prefill DW_PREFILL_LOCAL_FAILED); -1: the
+ * pool lacks the blocks (s gave its prefix back, stays waiting).
+ */
+static int
+dw_park(dw_engine_t *e, dw_seq_t *s, uint32_t k)
+{
+    uint32_t      B = e->cfg.block_size;
+    uint32_t      nb = (s->n_prompt + B - 1) / B;
+    uint32_t     *copy;
+    dw_output_t  *o;
+
+    if (nb - s->n_blocks > dw_bm_available(&e->bm)) {
+        dw_seq_release_blocks(e, s);
+        return -1;
+    }
+    dw_alloc_blocks(e, s, nb - s->n_blocks);
+    s->flags &= ~(uint32_t) DW_REQ_REMOTE_PREFILL;
+    copy = malloc(nb * sizeof(uint32_t));
+    o = copy != NULL ? dw_engine_pending_new(e, s->id, DW_OUT_REMOTE) : NULL;
+    if (o == NULL) {
+        free(copy);
+        s->prefill = DW_PREFILL_LOCAL_FAILED;
+        return 0;
+    }
+    memcpy(copy, s->blocks, nb * sizeof(uint32_t));
+    o->kv_blocks = copy;
+    o->n_kv_blocks = nb;
+    o->prompt_tokens = s->n_prompt;
+    o->cached_tokens = k * B;
+    dw_seq_list_remove(&e->waiting, s);
+    s->state = DW_SEQ_REMOTE;
+    dw_seq_list_push_tail(&e->parked, s);
+    e->st.remote_parks++;
+    return 1;
+}
+
 /* Shares the cached leading blocks of waiting s; returns how many. */
 static uint32_t
 dw_take_prefix(dw_engine_t *e, dw_seq_t *s)
@@ -179,6 +223,7 @@ uint32_t
 dw_sched_step(dw_engine_t *e)
 {
     uint32_t   budget = e->cfg.max_num_batched_tokens, n, k, rem;
+    int        parked;
     uint64_t   preempted = e->st.preemptions;
     dw_seq_t  *s, *next;
 
@@ -219,24 +264,39 @@ dw_sched_step(dw_engine_t *e)
        is short, and a victim must not be readmitted at once) */
     while (budget > 0 && e->waiting.head != NULL
            && e->st.preemptions == preempted
-           && e->running.n < e->cfg.max_num_seqs)
+           && e->running.n + e->parked.n < e->cfg.max_num_seqs)
     {
         s = e->waiting.head;
         s->sched_tokens = 0;
         k = dw_take_prefix(e, s);
         rem = s->n_tokens - s->n_computed;
-        n = rem < budget ? rem : budget;
-        if (dw_blocks_needed(e, s, n) > dw_bm_available(&e->bm)) {
-            dw_seq_release_blocks(e, s);
-            break;
+        parked = 0;
+        if (s->flags & DW_REQ_REMOTE_PREFILL) {
+            /* set only until the first admission: n_tokens is the prompt */
+            if (rem < s->remote_min_tokens) {
+                s->flags &= ~(uint32_t) DW_REQ_REMOTE_PREFILL;
+                s->prefill = DW_PREFILL_LOCAL_SHORT;
+            } else if ((parked = dw_park(e, s, k)) < 0) {
+                break;
+            }
         }
-        dw_alloc_blocks(e, s, dw_blocks_needed(e, s, n));
+        n = rem < budget ? rem : budget;
+        if (!parked) {
+            if (dw_blocks_needed(e, s, n) > dw_bm_available(&e->bm)) {
+                dw_seq_release_blocks(e, s);
+                break;
+            }
+            dw_alloc_blocks(e, s, dw_blocks_needed(e, s, n));
+        }
         if (!s->admitted_once) {
             s->admitted_once = 1;
             s->cached_tokens = k * e->cfg.block_size;
             e->st.prompt_tokens += s->n_prompt;
             e->st.prefix_query_tokens += s->n_prompt;
             e->st.prefix_hit_tokens += s->cached_tokens;
+        }
+        if (parked) {
+            continue;
         }
         dw_seq_list_remove(&e->waiting, s);
         s->state = DW_SEQ_RUNNING;

@@ -74,7 +74,13 @@ dw_ts_eng_mock(dw_ts_eng_t *t, const dw_engine_config_t *cfg,
 void
 dw_ts_eng_close(dw_ts_eng_t *t)
 {
+    uint32_t  i;
+
     dw_engine_destroy(t->e);
+    for (i = 0; t->req != NULL && i < DW_TS_MAX_REQS; i++) {
+        dw_output_free(&t->req[i].fin);
+        dw_output_free(&t->req[i].remote);
+    }
     free(t->req);
     free(t->kv.set);
     memset(t, 0, sizeof(*t));
@@ -84,12 +90,22 @@ int
 dw_ts_submit(dw_ts_eng_t *t, uint64_t id, const uint32_t *prompt,
     uint32_t n, const dw_sampling_t *sp)
 {
+    return dw_ts_submit_flags(t, id, prompt, n, sp, 0, 0);
+}
+
+int
+dw_ts_submit_flags(dw_ts_eng_t *t, uint64_t id, const uint32_t *prompt,
+    uint32_t n, const dw_sampling_t *sp, uint32_t flags,
+    uint32_t remote_min_tokens)
+{
     dw_request_t  r;
     char          err[256];
     int           rc;
 
     memset(&r, 0, sizeof(r));
     r.id = id;
+    r.flags = flags;
+    r.remote_min_tokens = remote_min_tokens;
     r.n_prompt = n;
     r.prompt = malloc((n ? n : 1) * sizeof(uint32_t));
     if (r.prompt == NULL) {
@@ -206,18 +222,28 @@ dw_ts_drain(dw_ts_eng_t *t)
                 t->n_resets++;
                 t->n_resets_ok += out[i].reset_ok != 0;
                 t->reset = out[i];
+                dw_output_free(&out[i]);
                 continue;
             }
             if (out[i].req_id >= DW_TS_MAX_REQS) {
+                dw_output_free(&out[i]);
                 continue;
             }
             r = &t->req[out[i].req_id];
             if (out[i].kind == DW_OUT_FINISH) {
                 r->finished++;
+                dw_output_free(&r->fin);
                 r->fin = out[i];
+            } else if (out[i].kind == DW_OUT_REMOTE) {
+                r->n_remote++;
+                dw_output_free(&r->remote);
+                r->remote = out[i];
             } else if (r->finished) {
                 r->token_after_finish++;
             } else if (r->n_tokens < DW_TS_MAX_OUT) {
+                if (r->n_tokens == 0) {
+                    r->first = out[i];
+                }
                 r->logprobs[r->n_tokens] = out[i].logprob;
                 r->tokens[r->n_tokens++] = out[i].token;
             }

@@ -21,7 +21,16 @@ typedef struct {
     float        logprobs[DW_TS_MAX_OUT];
     int          finished;          /* FINISH frames seen */
     int          token_after_finish;
+    /*
+     * The last finish output, the first token output and the last
+     * DW_OUT_REMOTE output. fin and remote own their kv_blocks (freed by
+     * dw_ts_eng_close or a later output of the kind; a test that hands
+     * them on sets kv_blocks to NULL).
+     */
     dw_output_t  fin;
+    dw_output_t  first;
+    int          n_remote;          /* DW_OUT_REMOTE outputs seen */
+    dw_output_t  remote;
 } dw_ts_req_t;
 
 /* every STORED/REMOVED seq hash seen, as a set; errors counted */
@@ -62,7 +71,14 @@ void dw_ts_eng_close(dw_ts_eng_t *t);
 /* Submits a copy of prompt; returns dw_engine_submit's result. */
 int dw_ts_submit(dw_ts_eng_t *t, uint64_t id, const uint32_t *prompt,
     uint32_t n, const dw_sampling_t *sp);
-/* Drains outputs (DW_OUT_RESET into t->reset) and KV events into t. */
+/* Likewise with dw_request_t's flags (DW_REQ_*) and remote_min_tokens. */
+int dw_ts_submit_flags(dw_ts_eng_t *t, uint64_t id, const uint32_t *prompt,
+    uint32_t n, const dw_sampling_t *sp, uint32_t flags,
+    uint32_t remote_min_tokens);
+/*
+ * Drains outputs (DW_OUT_RESET into t->reset) and KV events into t; every
+ * output's kv_blocks end up in t->req[] or freed.
+ */
 void dw_ts_drain(dw_ts_eng_t *t);
 /* Steps (on this thread) until idle, draining; returns steps taken. */
 uint32_t dw_ts_run(dw_ts_eng_t *t);

@@ -43,6 +43,14 @@ dw_metrics_health(dw_worker_t *w, kvr_buf_t *b)
     if (o == NULL) {
         return -1;
     }
+    /* disaggregation: the UCX transports asked for */
+    if (w->xfer != NULL
+        && json_object_set_new(o, "kv_transport",
+                               json_string(dw_xfer_tls(w->xfer))) != 0)
+    {
+        json_decref(o);
+        return -1;
+    }
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (s == NULL) {
@@ -128,6 +136,89 @@ mt_label(char *out, size_t cap, const char *s)
         }
     }
     out[k] = '\0';
+}
+
+/* Disaggregated prefill: both sides' counters, and the process's KV
+   transfer figures (worker/PROTOCOL.md, "Prefill (disaggregation)"). */
+static void
+mt_disagg(mt_t *m, dw_worker_t *w)
+{
+    const dw_disagg_counters_t  *d = &w->dcnt;
+    dw_xfer_stats_t              xs;
+    const char                  *name;
+    int                          p;
+
+    mt_printf(m, "# HELP dynamo_worker_prefill_requests_total Finished "
+              "requests by where their prompt was computed.\n"
+              "# TYPE dynamo_worker_prefill_requests_total counter\n");
+    for (p = DW_PREFILL_AGG; p <= DW_PREFILL_LOCAL_SELF; p++) {
+        name = dw_proto_prefill_name((dw_prefill_t) p);
+        mt_printf(m, "dynamo_worker_prefill_requests_total{mode=\"%s\","
+                  "reason=\"%s\"} %llu\n",
+                  p == DW_PREFILL_AGG ? "aggregated"
+                  : p == DW_PREFILL_REMOTE ? "remote" : "local",
+                  p <= DW_PREFILL_REMOTE ? "none" : name,
+                  (unsigned long long) d->prefill[p]);
+    }
+    mt_metric(m, "remote_prefill_sent_total", "counter",
+              "Prefill requests sent to a prefill worker.",
+              (double) d->remote_sent);
+    mt_printf(m, "# HELP dynamo_worker_remote_prefill_total Remote prefills "
+              "by outcome (timeout and error fall back to a local "
+              "prefill).\n"
+              "# TYPE dynamo_worker_remote_prefill_total counter\n"
+              "dynamo_worker_remote_prefill_total{result=\"ok\"} %llu\n"
+              "dynamo_worker_remote_prefill_total{result=\"timeout\"} %llu\n"
+              "dynamo_worker_remote_prefill_total{result=\"error\"} %llu\n",
+              (unsigned long long) d->remote_ok,
+              (unsigned long long) d->fallback_timeout,
+              (unsigned long long) d->fallback_error);
+    mt_metric(m, "remote_prefill_wait_seconds_total", "counter",
+              "Summed time from sending a prefill request to its "
+              "notification.", d->remote_wait_ms / 1000.0);
+    mt_metric(m, "prefill_served_total", "counter",
+              "Prefill requests served: KV written to a decode worker.",
+              (double) d->served);
+    mt_metric(m, "prefill_refused_total", "counter",
+              "Prefill requests answered with an error.",
+              (double) d->refused);
+    mt_metric(m, "kv_blocks_skipped_total", "counter",
+              "Prompt blocks not sent: the decode worker had them cached.",
+              (double) d->blocks_skipped);
+    /* one UCX context per process: its figures on the first worker */
+    if (w->xfer == NULL || w != w->srv->workers) {
+        return;
+    }
+    dw_xfer_stats(w->xfer, &xs);
+    mt_metric(m, "kv_transfer_bytes_total", "counter",
+              "KV bytes written to decode workers (this process).",
+              (double) xs.bytes);
+    mt_metric(m, "kv_transfer_seconds_total", "counter",
+              "Summed wall time of the KV transfers (this process).",
+              xs.seconds);
+    mt_metric(m, "kv_transfer_gigabytes_per_second", "gauge",
+              "KV transfer rate: bytes / seconds of all transfers, in "
+              "10^9 bytes/s.", xs.seconds > 0 ? xs.bytes / xs.seconds / 1e9
+                                              : 0.0);
+    mt_metric(m, "kv_transfer_blocks_total", "counter",
+              "KV blocks transferred (this process).", (double) xs.blocks);
+    mt_metric(m, "kv_transfers_total", "counter",
+              "KV transfers completed (this process).",
+              (double) xs.transfers);
+    mt_metric(m, "kv_transfer_failures_total", "counter",
+              "KV transfers failed (this process).", (double) xs.failures);
+    mt_metric(m, "kv_transfer_notes_received_total", "counter",
+              "Transfer notifications received (decode side).",
+              (double) xs.notes_received);
+    mt_metric(m, "kv_transfer_notes_timed_out_total", "counter",
+              "Awaited notifications that missed their deadline.",
+              (double) xs.notes_timed_out);
+    mt_metric(m, "kv_transfer_notes_late_total", "counter",
+              "Notifications dropped: after their deadline or cancel.",
+              (double) xs.notes_late);
+    mt_metric(m, "kv_transfer_peer_errors_total", "counter",
+              "Transfer endpoints closed for an error.",
+              (double) xs.peer_errors);
 }
 
 int
@@ -251,5 +342,6 @@ dw_metrics_text(dw_worker_t *w, kvr_buf_t *b)
               "Load heartbeats sent.", (double) rs.heartbeats);
     mt_metric(&m, "redis_errors_total", "counter", "Redis error replies.",
               (double) rs.errors);
+    mt_disagg(&m, w);
     return m.err ? -1 : 0;
 }

@@ -225,9 +225,14 @@ proto_request_id(json_t *v, dw_proto_req_t *req, dw_proto_err_t *err)
     return 0;
 }
 
+/*
+ * kv != NULL (a /v1/prefill body): a top-level "kv" member is not an
+ * unknown field but handed back in *kv (a new reference) for the caller
+ * to judge once the generate part parsed.
+ */
 static int
 proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
-    dw_proto_err_t *err)
+    json_t **kv, dw_proto_err_t *err)
 {
     const char  *key;
     json_t      *v, *ids;
@@ -284,6 +289,8 @@ proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
             if (proto_hints(v, req, err)) {
                 return -1;
             }
+        } else if (kv != NULL && strcmp(key, "kv") == 0) {
+            *kv = json_incref(v);
         } else {
             return proto_fail(err, key, "%s: unknown field", key);
         }
@@ -317,7 +324,7 @@ proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
 
 static int
 proto_parse(const char *body, size_t len, uint32_t vocab_size,
-    dw_proto_req_t *req, dw_proto_err_t *err)
+    dw_proto_req_t *req, json_t **kv, dw_proto_err_t *err)
 {
     json_t        *root;
     json_error_t   jerr;
@@ -332,8 +339,12 @@ proto_parse(const char *body, size_t len, uint32_t vocab_size,
         json_decref(root);
         return proto_fail(err, "", "the body must be a JSON object");
     }
-    rc = proto_fields(root, vocab_size, req, err);
+    rc = proto_fields(root, vocab_size, req, kv, err);
     json_decref(root);
+    if (rc != 0 && kv != NULL && *kv != NULL) {
+        json_decref(*kv);
+        *kv = NULL;
+    }
     return rc;
 }
 
@@ -348,14 +359,17 @@ proto_req_init(dw_proto_req_t *req, dw_proto_err_t *err)
 }
 
 int
-dw_proto_parse_request_opt(const char *body, size_t len, uint32_t vocab_size,
-    int fast, dw_proto_req_t *req, dw_proto_err_t *err)
+dw_proto_parse_request_kv(const char *body, size_t len, uint32_t vocab_size,
+    int fast, dw_proto_req_t *req, json_t **kv, dw_proto_err_t *err)
 {
     uint32_t  *ids, n;
     size_t     start, end;
     char      *rest;
     int        rc;
 
+    if (kv != NULL) {
+        *kv = NULL;
+    }
     proto_req_init(req, err);
     /* JSON text has no raw NUL; jansson treats one inconsistently (as the
        end of input, or not), so neither parser ever sees it */
@@ -369,7 +383,7 @@ dw_proto_parse_request_opt(const char *body, size_t len, uint32_t vocab_size,
         return proto_fail(err, "", "out of memory");
     }
     if (rc == 0) {
-        rc = proto_parse(body, len, vocab_size, req, err);
+        rc = proto_parse(body, len, vocab_size, req, kv, err);
         if (rc != 0) {
             dw_proto_req_free(req);
         }
@@ -389,14 +403,15 @@ dw_proto_parse_request_opt(const char *body, size_t len, uint32_t vocab_size,
     memcpy(rest + start + 4, body + end, len - end);
     req->token_ids = ids;
     req->n_tokens = n;
-    rc = proto_parse(rest, len - (end - start) + 4, vocab_size, req, err);
+    rc = proto_parse(rest, len - (end - start) + 4, vocab_size, req, kv,
+                     err);
     free(rest);
     if (rc != 0) {
         dw_proto_req_free(req);
         if (err->field[0] == '\0') {
             /* a syntax error: report it at its place in the real body */
             proto_req_init(req, err);
-            rc = proto_parse(body, len, vocab_size, req, err);
+            rc = proto_parse(body, len, vocab_size, req, kv, err);
             if (rc != 0) {
                 dw_proto_req_free(req);
             }
@@ -405,6 +420,14 @@ dw_proto_parse_request_opt(const char *body, size_t len, uint32_t vocab_size,
         }
     }
     return rc;
+}
+
+int
+dw_proto_parse_request_opt(const char *body, size_t len, uint32_t vocab_size,
+    int fast, dw_proto_req_t *req, dw_proto_err_t *err)
+{
+    return dw_proto_parse_request_kv(body, len, vocab_size, fast, req, NULL,
+                                     err);
 }
 
 int
@@ -420,67 +443,4 @@ dw_proto_req_free(dw_proto_req_t *req)
     free(req->token_ids);
     req->token_ids = NULL;
     req->n_tokens = 0;
-}
-
-/* ---- disaggregation (stubs: replaced by the prefill protocol work) ---- */
-
-int
-dw_proto_parse_prefill(const char *body, size_t len, uint32_t vocab_size,
-    dw_proto_prefill_t *p, dw_proto_err_t *err)
-{
-    (void) body;
-    (void) len;
-    (void) vocab_size;
-    memset(p, 0, sizeof(*p));
-    snprintf(err->field, sizeof(err->field), "kv");
-    snprintf(err->msg, sizeof(err->msg), "not implemented");
-    return -1;
-}
-
-void
-dw_proto_prefill_free(dw_proto_prefill_t *p)
-{
-    dw_proto_req_free(&p->req);
-    free(p->blocks);
-    free(p->desc);
-    memset(p, 0, sizeof(*p));
-}
-
-int
-dw_proto_encode_prefill(kvr_buf_t *b, const char *gen_body, size_t gen_len,
-    const dw_proto_prefill_t *p)
-{
-    (void) b;
-    (void) gen_body;
-    (void) gen_len;
-    (void) p;
-    return -1;
-}
-
-int
-dw_proto_encode_first(const dw_output_t *tok, void *buf, size_t cap)
-{
-    (void) tok;
-    (void) buf;
-    (void) cap;
-    return -1;
-}
-
-int
-dw_proto_decode_first(const void *buf, size_t len, dw_output_t *tok)
-{
-    (void) buf;
-    (void) len;
-    (void) tok;
-    return -1;
-}
-
-const char *
-dw_proto_prefill_name(dw_prefill_t p)
-{
-    static const char  *names[] = {
-        NULL, "remote", "short", "busy", "down", "failed", "self"
-    };
-
-    return (unsigned) p < sizeof(names) / sizeof(names[0]) ? names[p] : NULL;
 }

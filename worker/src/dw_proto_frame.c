@@ -178,6 +178,21 @@ dw_proto_encode_finish(kvr_buf_t *b, const dw_output_t *out)
     if (kvr_buf_append(b, line, (size_t) n) != KVR_OK) {
         return -1;
     }
+    /* disaggregation only: aggregated frames stay as they were */
+    if (out->prefill == DW_PREFILL_REMOTE) {
+        if (kvr_buf_append_str(b, ",\"prefill\":\"remote\"") != KVR_OK) {
+            return -1;
+        }
+    } else if (out->prefill != DW_PREFILL_AGG
+               && dw_proto_prefill_name(out->prefill) != NULL)
+    {
+        n = snprintf(line, sizeof(line), ",\"prefill\":\"local\","
+                     "\"prefill_reason\":\"%s\"",
+                     dw_proto_prefill_name(out->prefill));
+        if (kvr_buf_append(b, line, (size_t) n) != KVR_OK) {
+            return -1;
+        }
+    }
     if (out->reason == DW_FINISH_ERROR || (out->error[0] != '\0')) {
         char  msg[sizeof(out->error) + 1];
 
@@ -242,6 +257,50 @@ parse_u32(json_t *v, uint32_t *out)
     return 0;
 }
 
+/* "prefill" and "prefill_reason": both absent (aggregated), "remote"
+   alone, or "local" with a reason. */
+static int
+parse_prefill(json_t *root, dw_proto_frame_t *f, char *err, size_t errlen)
+{
+    json_t      *m, *r;
+    const char  *name;
+    int          k;
+
+    m = json_object_get(root, "prefill");
+    r = json_object_get(root, "prefill_reason");
+    f->prefill = DW_PREFILL_AGG;
+    if (m == NULL) {
+        return r == NULL ? 0 : parse_fail(err, errlen, "prefill_reason: "
+                                          "only with prefill \"local\"");
+    }
+    if (!json_is_string(m)) {
+        return parse_fail(err, errlen, "prefill: must be a string");
+    }
+    if (strcmp(json_string_value(m), "remote") == 0) {
+        if (r != NULL) {
+            return parse_fail(err, errlen, "prefill_reason: only with "
+                              "prefill \"local\"");
+        }
+        f->prefill = DW_PREFILL_REMOTE;
+        return 0;
+    }
+    if (strcmp(json_string_value(m), "local") != 0) {
+        return parse_fail(err, errlen, "prefill: \"remote\" or \"local\"");
+    }
+    if (!json_is_string(r)) {
+        return parse_fail(err, errlen, "prefill_reason: a string, required "
+                          "with prefill \"local\"");
+    }
+    for (k = DW_PREFILL_LOCAL_SHORT; k <= DW_PREFILL_LOCAL_SELF; k++) {
+        name = dw_proto_prefill_name((dw_prefill_t) k);
+        if (name != NULL && strcmp(json_string_value(r), name) == 0) {
+            f->prefill = (dw_prefill_t) k;
+            return 0;
+        }
+    }
+    return parse_fail(err, errlen, "prefill_reason: unknown reason");
+}
+
 static int
 parse_finish(json_t *root, json_t *fin, dw_proto_frame_t *f, char *err,
     size_t errlen)
@@ -281,7 +340,7 @@ parse_finish(json_t *root, json_t *fin, dw_proto_frame_t *f, char *err,
         msg = json_string_value(e);
         snprintf(f->error, sizeof(f->error), "%s", msg);
     }
-    return 0;
+    return parse_prefill(root, f, err, errlen);
 }
 
 static int
@@ -356,6 +415,7 @@ dw_proto_parse_frame(const char *line, size_t len, dw_proto_frame_t *f,
     f->n = 0;
     f->has_lp = 0;
     f->error[0] = '\0';
+    f->prefill = DW_PREFILL_AGG;
     memset(f->n_top, 0, sizeof(f->n_top));
     if (len > 0 && line[len - 1] == '\n') {
         len--;

@@ -27,4 +27,20 @@ int dw_proto_fast_ids(const char *body, size_t len, uint32_t vocab_size,
 int dw_proto_parse_request_opt(const char *body, size_t len,
     uint32_t vocab_size, int fast, dw_proto_req_t *req, dw_proto_err_t *err);
 
+/*
+ * The same parser for a /v1/prefill body: kv != NULL accepts one more
+ * top-level member, "kv", handed back in *kv (a new jansson reference, or
+ * NULL when absent or null) for dw_proto_prefill.c to judge; every other
+ * member is judged exactly as for /v1/generate. On failure *kv is NULL.
+ */
+struct json_t;
+int dw_proto_parse_request_kv(const char *body, size_t len,
+    uint32_t vocab_size, int fast, dw_proto_req_t *req, struct json_t **kv,
+    dw_proto_err_t *err);
+
+/* The first-token payload (dw_proto_encode_first): version byte, token
+   (u32 LE), logprob (f32 LE), n_top (u8), n_top x (id u32, lp f32). */
+#define DW_PROTO_FIRST_VERSION  1
+#define DW_PROTO_FIRST_LEN(n)   (10 + 8 * (size_t) (n))
+
 #endif

@@ -2,7 +2,9 @@
  * Tests for the internal protocol (dw_proto.c, dw_proto_frame.c): request
  * parsing (every field, every error names its field), frame encoding
  * against hand-written lines and round trips through the client parser,
- * and the error body.
+ * the error body, and the disaggregation parts (dw_proto_prefill.c): the
+ * /v1/prefill body, the first-token payload, the finish frame's prefill
+ * fields.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -503,6 +505,324 @@ test_fast_ids(void **state)
                                        &n), 0);
 }
 
+/* ---- /v1/prefill (disaggregation) ---- */
+
+#define PF_DESC  "{\"v\":1,\"model\":\"m\",\"base\":\"7f00\",\"rkey\":\"QUJD/w==\"}"
+#define PF_KV    "\"kv\":{\"xfer_id\":\"18446744073709551615\",\"blocks\":[7,8]," \
+                 "\"skip_blocks\":1,\"timeout_ms\":500,\"desc\":" PF_DESC "}"
+
+static void
+test_prefill_round_trip(void **state)
+{
+    static const char *const  gens[] = {
+        "{\"token_ids\":[1,403,407,261,378],\"max_tokens\":7,\"request_id\":"
+        "\"r-1\",\"sampling\":{\"temperature\":0.5,\"seed\":42,\"top_k\":3},"
+        "\"logprobs\":2,\"hints\":{\"prefill_worker\":\"127.0.0.1:9\"}}",
+        " {\"token_ids\" : [5, 6] } \n",
+        "{\"sampling\":{\"top_p\":0.9},\"token_ids\":[9]}\r\n",
+    };
+    dw_proto_prefill_t  p, q;
+    dw_proto_req_t      g;
+    dw_proto_err_t      err;
+    kvr_buf_t           buf;
+    uint32_t            blocks[3] = { 0, 4000000000U, 17 };
+    size_t              i;
+
+    for (i = 0; i < sizeof(gens) / sizeof(gens[0]); i++) {
+        memset(&p, 0, sizeof(p));
+        memset(&buf, 0, sizeof(buf));
+        p.xfer_id = i == 0 ? UINT64_MAX : (uint64_t) i;
+        p.blocks = blocks;
+        p.n_blocks = 3 - (uint32_t) i % 2;
+        p.skip_blocks = (uint32_t) i;
+        p.timeout_ms = 250 + (uint32_t) i;
+        p.desc = PF_DESC;
+        p.desc_len = strlen(PF_DESC);
+        assert_int_equal(dw_proto_encode_prefill(&buf, gens[i],
+                                                 strlen(gens[i]), &p), 0);
+        if (dw_proto_parse_prefill(buf.data, buf.len, 512, &q, &err) != 0) {
+            fail_msg("%s: %s: %s", buf.data, err.field, err.msg);
+        }
+        assert_int_equal(parse(gens[i], 512, &g, &err), 0);
+        /* the generate part reads exactly as the generate body did */
+        assert_int_equal(q.req.n_tokens, g.n_tokens);
+        assert_memory_equal(q.req.token_ids, g.token_ids,
+                            g.n_tokens * sizeof(uint32_t));
+        assert_memory_equal(&q.req.sp, &g.sp, sizeof(g.sp));
+        assert_string_equal(q.req.request_id, g.request_id);
+        assert_true(q.xfer_id == p.xfer_id);
+        assert_int_equal(q.n_blocks, p.n_blocks);
+        assert_memory_equal(q.blocks, blocks, p.n_blocks * sizeof(uint32_t));
+        assert_int_equal(q.skip_blocks, p.skip_blocks);
+        assert_int_equal(q.timeout_ms, p.timeout_ms);
+        assert_int_equal(q.desc_len, strlen(PF_DESC));
+        assert_string_equal(q.desc, PF_DESC);
+        dw_proto_prefill_free(&q);
+        assert_null(q.blocks);
+        dw_proto_req_free(&g);
+        kvr_buf_free(&buf);
+    }
+    /* not an object: nothing to splice into */
+    memset(&buf, 0, sizeof(buf));
+    p.n_blocks = 1;
+    assert_int_equal(dw_proto_encode_prefill(&buf, "[1]", 3, &p), -1);
+    assert_int_equal(dw_proto_encode_prefill(&buf, "{}", 2, &p), 0);
+    assert_string_equal(buf.data, "{\"kv\":{\"xfer_id\":\"2\",\"blocks\":[0],"
+                        "\"skip_blocks\":2,\"timeout_ms\":252,\"desc\":"
+                        PF_DESC "}}");
+    kvr_buf_free(&buf);
+    /* a generate worker does not take "kv" */
+    assert_int_equal(parse("{\"token_ids\":[1]," PF_KV "}", 512, &g, &err),
+                     -1);
+    assert_string_equal(err.field, "kv");
+}
+
+static const bad_case_t  bad_prefill[] = {
+    { "{\"token_ids\":[1]}", "kv" },
+    { "{\"token_ids\":[1],\"kv\":null}", "kv" },
+    { "{\"token_ids\":[1],\"kv\":[]}", "kv" },
+    { "{\"token_ids\":[1],\"kv\":{\"blocks\":[1],\"skip_blocks\":0,"
+      "\"timeout_ms\":1,\"desc\":{}}}", "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":5,\"blocks\":[1],"
+      "\"skip_blocks\":0,\"timeout_ms\":1,\"desc\":{}}}", "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"05\"}}", "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"\"}}", "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"-1\"}}", "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"18446744073709551616\"}}",
+      "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1 \"}}", "kv.xfer_id" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"skip_blocks\":0,"
+      "\"timeout_ms\":1,\"desc\":{}}}", "kv.blocks" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[]}}",
+      "kv.blocks" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":{}}}",
+      "kv.blocks" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1,-1]}}",
+      "kv.blocks[1]" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[4294967296]}}",
+      "kv.blocks[0]" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[\"1\"]}}",
+      "kv.blocks[0]" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"timeout_ms\":1,\"desc\":{}}}", "kv.skip_blocks" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":2,\"timeout_ms\":1,\"desc\":{}}}", "kv.skip_blocks" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0.5,\"timeout_ms\":1,\"desc\":{}}}",
+      "kv.skip_blocks" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0,\"desc\":{}}}", "kv.timeout_ms" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0,\"timeout_ms\":0,\"desc\":{}}}", "kv.timeout_ms" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0,\"timeout_ms\":\"5\",\"desc\":{}}}",
+      "kv.timeout_ms" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0,\"timeout_ms\":5}}", "kv.desc" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0,\"timeout_ms\":5,\"desc\":\"{}\"}}", "kv.desc" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"blocks\":[1],"
+      "\"skip_blocks\":0,\"timeout_ms\":5,\"desc\":{},\"extra\":1}}",
+      "kv.extra" },
+    { "{\"token_ids\":[1],\"kv\":{\"xfer_id\":\"1\",\"xfer_id\":\"2\"}}", "" },
+    { "{\"token_ids\":[1]," PF_KV "," PF_KV "}", "" },
+};
+
+static void
+test_prefill_errors(void **state)
+{
+    dw_proto_prefill_t  p;
+    dw_proto_err_t      err, gerr;
+    dw_proto_req_t      g;
+    char                body[1024];
+    size_t              i, n;
+    const char         *b;
+
+    for (i = 0; i < sizeof(bad_prefill) / sizeof(bad_prefill[0]); i++) {
+        b = bad_prefill[i].body;
+        if (dw_proto_parse_prefill(b, strlen(b), 512, &p, &err) != -1) {
+            fail_msg("case %zu accepted: %s", i, b);
+        }
+        assert_null(p.blocks);
+        assert_null(p.desc);
+        assert_null(p.req.token_ids);
+        if (strcmp(err.field, bad_prefill[i].field) != 0) {
+            fail_msg("case %zu (%s): field '%s', want '%s' (%s)", i, b,
+                     err.field, bad_prefill[i].field, err.msg);
+        }
+        assert_true(strlen(err.msg) > 0);
+        assert_memory_equal(err.msg, err.field, strlen(err.field));
+    }
+    /* the generate part's errors are unchanged, with or without a good kv
+       member beside them */
+    for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        b = bad_cases[i].body;
+        assert_int_equal(parse(b, 512, &g, &gerr), -1);
+        assert_int_equal(dw_proto_parse_prefill(b, strlen(b), 512, &p, &err),
+                         -1);
+        assert_string_equal(err.field, gerr.field);
+        assert_string_equal(err.msg, gerr.msg);
+        if (strncmp(b, "{\"", 2) != 0) {
+            continue;
+        }
+        n = (size_t) snprintf(body, sizeof(body), "{" PF_KV ",%s", b + 1);
+        assert_true(n < sizeof(body));
+        assert_int_equal(dw_proto_parse_prefill(body, n, 512, &p, &err), -1);
+        assert_null(p.req.token_ids);
+        if (strcmp(err.field, bad_cases[i].field) != 0) {
+            fail_msg("case %zu (%s): field '%s', want '%s' (%s)", i, body,
+                     err.field, bad_cases[i].field, err.msg);
+        }
+        if (err.field[0] != '\0') {
+            assert_string_equal(err.msg, gerr.msg);
+        }
+    }
+    /* a good one, hand-written as PROTOCOL.md shows it */
+    b = "{\"token_ids\":[1,2,3],\"max_tokens\":1," PF_KV "}";
+    assert_int_equal(dw_proto_parse_prefill(b, strlen(b), 512, &p, &err), 0);
+    assert_true(p.xfer_id == UINT64_MAX);
+    assert_int_equal(p.n_blocks, 2);
+    assert_int_equal(p.skip_blocks, 1);
+    dw_proto_prefill_free(&p);
+}
+
+static void
+test_first_token_payload(void **state)
+{
+    dw_output_t    o, d;
+    unsigned char  buf[1024], bad[1024];
+    uint32_t       n, j;
+    int            len;
+
+    for (n = 0; n <= DW_MAX_TOP_LOGPROBS; n++) {
+        o = tok(4000000000U - n, -0.75f * (float) n, n);
+        o.req_id = 99;
+        len = dw_proto_encode_first(&o, buf, sizeof(buf));
+        assert_int_equal(len, (int) DW_PROTO_FIRST_LEN(n));
+        assert_true(len <= 1024);
+        assert_int_equal(dw_proto_decode_first(buf, (size_t) len, &d), 0);
+        assert_int_equal(d.kind, DW_OUT_TOKEN);
+        assert_int_equal(d.token, o.token);
+        assert_true(memcmp(&d.logprob, &o.logprob, sizeof(float)) == 0);
+        assert_int_equal(d.n_top, n);
+        for (j = 0; j < n; j++) {
+            assert_int_equal(d.top_ids[j], o.top_ids[j]);
+            assert_true(d.top_logprobs[j] == o.top_logprobs[j]);
+        }
+        /* every shorter or longer payload is refused */
+        assert_int_equal(dw_proto_decode_first(buf, (size_t) len - 1, &d),
+                         -1);
+        memcpy(bad, buf, (size_t) len);
+        bad[len] = 0;
+        assert_int_equal(dw_proto_decode_first(bad, (size_t) len + 1, &d),
+                         -1);
+        /* a count that disagrees with the length, a wrong version */
+        bad[9] = (unsigned char) (n + 1);
+        assert_int_equal(dw_proto_decode_first(bad, (size_t) len, &d), -1);
+        memcpy(bad, buf, (size_t) len);
+        bad[0] = 2;
+        assert_int_equal(dw_proto_decode_first(bad, (size_t) len, &d), -1);
+        /* no room */
+        assert_int_equal(dw_proto_encode_first(&o, buf, (size_t) len - 1),
+                         -1);
+    }
+    /* -inf (a masked token) travels as is */
+    o = tok(3, -INFINITY, 0);
+    len = dw_proto_encode_first(&o, buf, sizeof(buf));
+    assert_int_equal(dw_proto_decode_first(buf, (size_t) len, &d), 0);
+    assert_true(isinf(d.logprob) && d.logprob < 0);
+    /* more top pairs than a token may have */
+    memset(bad, 0, sizeof(bad));
+    bad[0] = DW_PROTO_FIRST_VERSION;
+    bad[9] = DW_MAX_TOP_LOGPROBS + 1;
+    assert_int_equal(dw_proto_decode_first(bad, DW_PROTO_FIRST_LEN(
+                         DW_MAX_TOP_LOGPROBS + 1), &d), -1);
+    o.n_top = DW_MAX_TOP_LOGPROBS + 1;
+    assert_int_equal(dw_proto_encode_first(&o, buf, sizeof(buf)), -1);
+    assert_int_equal(dw_proto_decode_first(buf, 0, &d), -1);
+}
+
+#define AGG_FRAME  "{\"finish\":\"stop\",\"prompt_tokens\":40," \
+                   "\"completion_tokens\":3,\"cached_tokens\":32," \
+                   "\"preemptions\":0"
+
+static void
+test_finish_frame_prefill(void **state)
+{
+    dw_output_t        o;
+    dw_proto_frame_t  *f;
+    kvr_buf_t          buf;
+    char               err[128], want[256];
+    int                p;
+    static const char *const  bad[] = {
+        "{\"finish\":\"stop\",\"prompt_tokens\":1,\"completion_tokens\":1,"
+        "\"cached_tokens\":1,\"preemptions\":0,\"prefill\":\"elsewhere\"}",
+        "{\"finish\":\"stop\",\"prompt_tokens\":1,\"completion_tokens\":1,"
+        "\"cached_tokens\":1,\"preemptions\":0,\"prefill\":1}",
+        "{\"finish\":\"stop\",\"prompt_tokens\":1,\"completion_tokens\":1,"
+        "\"cached_tokens\":1,\"preemptions\":0,\"prefill\":\"local\"}",
+        "{\"finish\":\"stop\",\"prompt_tokens\":1,\"completion_tokens\":1,"
+        "\"cached_tokens\":1,\"preemptions\":0,\"prefill\":\"local\","
+        "\"prefill_reason\":\"remote\"}",
+        "{\"finish\":\"stop\",\"prompt_tokens\":1,\"completion_tokens\":1,"
+        "\"cached_tokens\":1,\"preemptions\":0,\"prefill\":\"remote\","
+        "\"prefill_reason\":\"short\"}",
+        "{\"finish\":\"stop\",\"prompt_tokens\":1,\"completion_tokens\":1,"
+        "\"cached_tokens\":1,\"preemptions\":0,\"prefill_reason\":\"short\"}",
+    };
+    size_t  i;
+
+    f = malloc(sizeof(*f));
+    assert_non_null(f);
+    memset(&buf, 0, sizeof(buf));
+    memset(&o, 0, sizeof(o));
+    o.kind = DW_OUT_FINISH;
+    o.reason = DW_FINISH_STOP;
+    o.prompt_tokens = 40;
+    o.completion_tokens = 3;
+    o.cached_tokens = 32;
+    for (p = DW_PREFILL_AGG; p <= DW_PREFILL_LOCAL_SELF; p++) {
+        o.prefill = (dw_prefill_t) p;
+        kvr_buf_reset(&buf);
+        assert_int_equal(dw_proto_encode_finish(&buf, &o), 0);
+        if (p == DW_PREFILL_AGG) {
+            snprintf(want, sizeof(want), "%s", "");
+        } else if (p == DW_PREFILL_REMOTE) {
+            snprintf(want, sizeof(want), ",\"prefill\":\"remote\"");
+        } else {
+            snprintf(want, sizeof(want), ",\"prefill\":\"local\","
+                     "\"prefill_reason\":\"%s\"",
+                     dw_proto_prefill_name((dw_prefill_t) p));
+        }
+        assert_true(strlen(buf.data) > strlen(want) + 2);
+        assert_memory_equal(buf.data + buf.len - 2 - strlen(want), want,
+                            strlen(want));
+        /* the frame starts as an aggregated one */
+        assert_memory_equal(buf.data, AGG_FRAME, strlen(AGG_FRAME));
+        assert_int_equal(buf.data[strlen(AGG_FRAME)],
+                         p == DW_PREFILL_AGG ? '}' : ',');
+        f->prefill = DW_PREFILL_LOCAL_SELF;
+        assert_int_equal(dw_proto_parse_frame(buf.data, buf.len, f, err,
+                                              sizeof(err)), 0);
+        assert_int_equal(f->prefill, p);
+        assert_int_equal(f->cached_tokens, 32);
+    }
+    assert_string_equal(dw_proto_prefill_name(DW_PREFILL_LOCAL_BUSY), "busy");
+    assert_null(dw_proto_prefill_name(DW_PREFILL_AGG));
+    assert_null(dw_proto_prefill_name((dw_prefill_t) 99));
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if (dw_proto_parse_frame(bad[i], strlen(bad[i]), f, err,
+                                 sizeof(err)) != -1)
+        {
+            fail_msg("accepted: %s", bad[i]);
+        }
+        assert_true(strncmp(err, "prefill", 7) == 0);
+    }
+    kvr_buf_free(&buf);
+    free(f);
+}
+
 int
 main(void)
 {
@@ -517,6 +837,10 @@ main(void)
         cmocka_unit_test(test_parse_frame_rejects),
         cmocka_unit_test(test_error_body),
         cmocka_unit_test(test_fast_ids),
+        cmocka_unit_test(test_prefill_round_trip),
+        cmocka_unit_test(test_prefill_errors),
+        cmocka_unit_test(test_first_token_payload),
+        cmocka_unit_test(test_finish_frame_prefill),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
 #   make bench    every benchmark; tables on stdout, JSON + plots under build/bench/
 #   make fuzz     build the libFuzzer targets and run each briefly
 #   make run      start nginx + module + Redis on 127.0.0.1 (make stop ends it)
+#   make run-disagg  the same with a prefill and a decode worker
 
 B        := build
 CC       ?= cc
@@ -202,12 +203,21 @@ bench: $(B)/bin/dynamo-kv $(W_CMD)
 	$(MAKE) --no-print-directory B=$(B) bench-gateway
 	$(MAKE) --no-print-directory B=$(B) bench-client
 	$(MAKE) --no-print-directory B=$(B) bench-xfer
+	$(MAKE) --no-print-directory B=$(B) bench-disagg
 
 # KV block transfer over UCX against ucx_perftest (worker/XFER.md).
 .PHONY: bench-xfer
 bench-xfer: $(B)/bin/dw-xfer-bench
 	@mkdir -p $(B)/bench
 	sh worker/bench/xfer.sh $(B)
+
+# Aggregated against disaggregated serving (mock engines behind the
+# gateway): short chat streams while long prompts keep arriving
+# (bench/disagg/README.md).
+.PHONY: bench-disagg
+bench-disagg: $(B)/bin/dynamo-bench $(B)/bin/dynamo-worker $(MODULE)
+	@mkdir -p $(B)/bench
+	sh bench/disagg/run.sh $(B)
 
 # dynamo-bench's own overhead: its measurements against a server with
 # scripted timings, from 1 to 1,000 concurrent streams.
@@ -262,6 +272,12 @@ fuzz: $(FUZZ_BIN) $(WFUZZ_BIN) $(GFUZZ_BIN) $(DFUZZ_BIN)
 
 run: all
 	@sh scripts/run.sh start $(B)
+
+# One prefill and one decode worker behind the gateway (same port, make
+# stop); ends with a completion and where its prompt was prefilled.
+.PHONY: run-disagg
+run-disagg: all
+	@sh scripts/run.sh start-disagg $(B)
 
 stop:
 	@sh scripts/run.sh stop $(B)

@@ -174,7 +174,8 @@ int db_chunk_parse(const char *data, size_t len, db_chunk_t *c, char *err,
     }
 
     json_error_t je;
-    json_t *root = json_loadb(data, len, JSON_DECODE_ANY, &je);
+    json_t *root = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                              &je);
     if (root == NULL || !json_is_object(root)) {
         if (root == NULL)
             snprintf(err, errlen, "bad JSON in stream chunk: %s", je.text);

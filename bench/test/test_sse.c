@@ -169,6 +169,20 @@ static void test_chunk_completions(void **st)
     db_chunk_free(&c);
 }
 
+/* A model may emit the byte token 0x00: JSON carries it as \u0000. */
+static void test_chunk_nul(void **st)
+{
+    const char *d = "{\"choices\":[{\"text\":\"a\\u0000b\",\"index\":0,"
+        "\"finish_reason\":null}]}";
+    db_chunk_t c;
+    char err[128];
+    (void)st;
+    assert_int_equal(db_chunk_parse(d, strlen(d), &c, err, sizeof(err)), 0);
+    assert_int_equal(c.text_len, 3);
+    assert_memory_equal(c.text, "a\0b", 3);
+    db_chunk_free(&c);
+}
+
 static void test_chunk_chat(void **st)
 {
     const char *role = "{\"id\":\"chatcmpl-123\",\"object\":"
@@ -280,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_chunk_completions),
+        cmocka_unit_test(test_chunk_nul),
         cmocka_unit_test(test_chunk_chat),
         cmocka_unit_test(test_chunk_reasoning),
         cmocka_unit_test(test_chunk_usage),

@@ -16,6 +16,7 @@
 #include "dw_model.h"
 #include "dw_opts.h"
 #include "dw_server.h"
+#include "dw_xfer.h"
 #include "kvr_hash.h"
 
 #define DW_DEFAULT_KV_MEMORY  (256ULL << 20)
@@ -62,6 +63,81 @@ pool_blocks(const dw_opts_t *o, const dw_config_t *cfg)
     return n == 0 ? 1 : n > (1U << 30) ? (1U << 30) : (uint32_t) n;
 }
 
+/*
+ * Disaggregation (--role decode or prefill): one UCX context for the
+ * process, handed to the server, which drives and destroys it.
+ */
+static int
+kv_context(const dw_opts_t *o, dw_server_t *srv, dw_xfer_t **x, char *err,
+    size_t errlen)
+{
+    dw_xfer_opts_t  xo;
+
+    memset(&xo, 0, sizeof(xo));
+    xo.tls = o->kv_transport;
+    xo.name = o->role == KVR_ROLE_PREFILL ? "dynamo-worker-prefill"
+                                          : "dynamo-worker-decode";
+    /* same-host pairs want shared memory, which cannot detect a dead
+       peer: D's deadline and P's HTTP connection are the signals */
+    xo.no_peer_errors = !o->kv_peer_errors;
+    if (dw_xfer_create(&xo, x, err, errlen) != 0) {
+        return -1;
+    }
+    dw_server_set_xfer(srv, *x);
+    return 0;
+}
+
+/*
+ * A worker's KV pool, allocated and registered by UCX (worker/XFER.md:
+ * memory its transports can write directly), laid out as the cpu
+ * backend keeps it; the backend takes it as kv_mem.
+ */
+static int
+kv_pool(const dw_opts_t *o, dw_xfer_t *x, const dw_config_t *cfg,
+    uint32_t n_blocks, dw_backend_opts_t *bo, dw_xfer_reg_t **reg,
+    char *err, size_t errlen)
+{
+    dw_xfer_layout_t  l;
+    uint64_t          bytes, phys;
+    char              msg[256];
+
+    *reg = NULL;
+    if (dw_xfer_layout_cpu(&l, o->served_model_name, cfg, o->block_size,
+                           n_blocks, msg, sizeof(msg)) != 0)
+    {
+        snprintf(err, errlen, "KV pool layout: %s", msg);
+        return -1;
+    }
+    bytes = l.layer_stride * l.n_layers;
+    /*
+     * The cpu backend zeroes its pool: one larger than the machine would
+     * fill shared memory page by page (UCX allocates it there) before
+     * failing. The mock never touches it (only transfers do).
+     */
+    phys = (uint64_t) sysconf(_SC_PHYS_PAGES)
+           * (uint64_t) sysconf(_SC_PAGESIZE);
+    if (o->engine == DW_ENGINE_CPU && phys > 0 && bytes > phys) {
+        snprintf(err, errlen, "KV pool (%u blocks, %llu bytes) is larger "
+                 "than this machine's memory (%llu bytes): give a smaller "
+                 "--num-blocks or --kv-cache-memory", n_blocks,
+                 (unsigned long long) bytes, (unsigned long long) phys);
+        return -1;
+    }
+    if (bytes > SIZE_MAX
+        || dw_xfer_register(x, NULL, (size_t) bytes, &l,
+                            reg, msg, sizeof(msg)) != 0)
+    {
+        snprintf(err, errlen, "KV pool (%u blocks, %llu bytes): %s; a "
+                 "smaller --num-blocks or --kv-cache-memory may help",
+                 n_blocks, (unsigned long long) bytes,
+                 bytes > SIZE_MAX ? "too large" : msg);
+        return -1;
+    }
+    bo->kv_mem = dw_xfer_reg_base(*reg);
+    bo->kv_mem_len = (size_t) bytes;
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -75,6 +151,8 @@ main(int argc, char **argv)
     dw_server_t         *srv;
     dw_worker_t         *w;
     dw_worker_conf_t     wc;
+    dw_xfer_t           *x;
+    dw_xfer_reg_t       *reg;
     uint64_t             base_id, generation;
     uint32_t             i, n_blocks;
     char                 err[512];
@@ -107,6 +185,13 @@ main(int argc, char **argv)
         dw_model_free(model);
         return 1;
     }
+    x = NULL;
+    if (o.role != KVR_ROLE_BOTH
+        && kv_context(&o, srv, &x, err, sizeof(err)) != 0)
+    {
+        fprintf(stderr, "dynamo-worker: KV transfer (UCX): %s\n", err);
+        goto fail;
+    }
     n_blocks = pool_blocks(&o, &cfg);
     base_id = o.has_worker_id ? o.worker_id : random_u64() >> 1;
     generation = random_u64() >> 1;
@@ -121,12 +206,20 @@ main(int argc, char **argv)
         bo.threads = o.threads;
         bo.speedup = o.mock_speedup;
         bo.seed = o.mock_seed;
+        reg = NULL;
+        if (x != NULL
+            && kv_pool(&o, x, &cfg, n_blocks, &bo, &reg, err, sizeof(err))
+               != 0)
+        {
+            fprintf(stderr, "dynamo-worker: %s\n", err);
+            goto fail;
+        }
         rc = o.engine == DW_ENGINE_CPU
              ? dw_backend_cpu_create(model, &bo, &be, err, sizeof(err))
              : dw_backend_mock_create(&cfg, &bo, &be, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "dynamo-worker: backend: %s\n", err);
-            goto fail;
+            goto fail_reg;
         }
         dw_engine_config_defaults(&ec);
         ec.block_size = o.block_size;
@@ -139,12 +232,12 @@ main(int argc, char **argv)
         ec.emit_kv_events = o.redis != NULL;
         if (dw_engine_create(&ec, be, &e, err, sizeof(err)) != 0) {
             fprintf(stderr, "dynamo-worker: engine: %s\n", err);
-            goto fail;
+            goto fail_reg;
         }
         if (dw_engine_start(e) != 0) {
             fprintf(stderr, "dynamo-worker: engine: cannot start\n");
             dw_engine_destroy(e);
-            goto fail;
+            goto fail_reg;
         }
 
         memset(&wc, 0, sizeof(wc));
@@ -164,15 +257,21 @@ main(int argc, char **argv)
         wc.redis_password = o.redis_password;
         wc.redis_db = o.redis_db;
         wc.ns = o.ns;
+        /* the worker owns reg from here, also when adding it fails */
+        wc.kv_reg = reg;
+        wc.disagg.max_local_prefill = o.max_local_prefill;
+        wc.disagg.max_prefill_queue = o.max_prefill_queue;
+        wc.disagg.timeout_ms = o.remote_prefill_timeout_ms;
         if (dw_server_add_worker(srv, &wc, e, &w, err, sizeof(err)) != 0) {
             fprintf(stderr, "dynamo-worker: %s\n", err);
             goto fail;
         }
         printf("dynamo-worker: listening on %s worker_id=%llu engine=%s "
-               "model=%s blocks=%u redis=%s\n", dw_worker_listen_addr(w),
-               (unsigned long long) dw_worker_id(w), wc.engine_name,
-               o.served_model_name, n_blocks,
-               o.redis != NULL ? o.redis : "none");
+               "model=%s blocks=%u redis=%s role=%s kv_transport=%s\n",
+               dw_worker_listen_addr(w), (unsigned long long) dw_worker_id(w),
+               wc.engine_name, o.served_model_name, n_blocks,
+               o.redis != NULL ? o.redis : "none", kvr_role_name(o.role),
+               x != NULL ? dw_xfer_tls(x) : "none");
         fflush(stdout);
     }
 
@@ -182,7 +281,13 @@ main(int argc, char **argv)
     dw_log(DW_LOG_INFO, "stopped");
     return rc == 0 ? 0 : 1;
 
+fail_reg:
+    /* the backend never frees kv_mem; the engine (and backend) are gone */
+    if (reg != NULL) {
+        dw_xfer_unregister(x, reg);
+    }
 fail:
+    /* destroys the UCX context too */
     dw_server_destroy(srv);
     dw_model_free(model);
     return 1;

@@ -35,7 +35,9 @@ typedef struct {
     uint32_t         n_logits;   /* sequences with want_logits */
     float           *logits;     /* out: n_logits rows of vocab_size, in
                                     seq order; host memory of the engine */
-    float            kv_usage;   /* 0..1, used blocks / n_blocks */
+    float            kv_usage;   /* 0..1, blocks of running sequences /
+                                    n_blocks (parked and held ones are
+                                    not read by the step) */
 } dw_step_t;
 
 typedef struct {

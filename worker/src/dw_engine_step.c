@@ -472,6 +472,27 @@ dw_do_remote_done(dw_engine_t *e, const dw_remote_done_t *d)
     dw_seq_list_push_tail(&e->running, s);
 }
 
+/*
+ * KV a step's attention reads: used blocks less those of parked sequences
+ * (their prompt is being computed elsewhere) and blocks held for a
+ * transfer. Shared prefix blocks of a parked sequence count as its own:
+ * an approximation on the safe side of a gauge.
+ */
+static float
+dw_kv_usage(const dw_engine_t *e)
+{
+    const dw_seq_t  *s;
+    uint32_t         idle = e->n_held;
+
+    for (s = e->parked.head; s != NULL; s = s->next) {
+        idle += s->n_blocks;
+    }
+    if (idle > e->bm.n_used) {
+        idle = e->bm.n_used;
+    }
+    return (float) (e->bm.n_used - idle) / (float) e->bm.n_blocks;
+}
+
 int
 dw_engine_step(dw_engine_t *e)
 {
@@ -523,7 +544,7 @@ dw_engine_step(dw_engine_t *e)
     step.seqs = e->steps;
     step.n_seqs = e->n_sched;
     step.logits = e->logits;
-    step.kv_usage = (float) e->bm.n_used / (float) e->bm.n_blocks;
+    step.kv_usage = dw_kv_usage(e);
     for (i = 0; i < e->n_sched; i++) {
         s = e->sched[i];
         ss = &e->steps[i];

@@ -20,7 +20,8 @@ enum {
     OPT_SERVED_NAME, OPT_WORKER_ID, OPT_ROLE, OPT_BLOCK_SIZE, OPT_NUM_BLOCKS,
     OPT_KV_MEM, OPT_MAX_SEQS, OPT_MAX_BATCHED, OPT_MAX_LEN, OPT_THREADS,
     OPT_NO_PREFIX, OPT_MOCK_SPEEDUP, OPT_MOCK_SEED, OPT_NUM_WORKERS,
-    OPT_LOG_LEVEL, OPT_HELP
+    OPT_MAX_LOCAL_PREFILL, OPT_MAX_PREFILL_QUEUE, OPT_REMOTE_TIMEOUT,
+    OPT_KV_TRANSPORT, OPT_KV_PEER_ERRORS, OPT_LOG_LEVEL, OPT_HELP
 };
 
 static const struct option dw_long_opts[] = {
@@ -47,6 +48,14 @@ static const struct option dw_long_opts[] = {
     { "mock-speedup",           required_argument, NULL, OPT_MOCK_SPEEDUP },
     { "mock-seed",              required_argument, NULL, OPT_MOCK_SEED },
     { "num-workers",            required_argument, NULL, OPT_NUM_WORKERS },
+    { "max-local-prefill-length", required_argument, NULL,
+      OPT_MAX_LOCAL_PREFILL },
+    { "max-prefill-queue-tokens", required_argument, NULL,
+      OPT_MAX_PREFILL_QUEUE },
+    { "remote-prefill-timeout-ms", required_argument, NULL,
+      OPT_REMOTE_TIMEOUT },
+    { "kv-transport",           required_argument, NULL, OPT_KV_TRANSPORT },
+    { "kv-peer-errors",         no_argument,       NULL, OPT_KV_PEER_ERRORS },
     { "log-level",              required_argument, NULL, OPT_LOG_LEVEL },
     { "help",                   no_argument,       NULL, OPT_HELP },
     { NULL, 0, NULL, 0 }
@@ -103,7 +112,23 @@ dw_opts_usage(FILE *out)
 "  --namespace NS              key namespace (default: served model name)\n"
 "  --worker-id N               worker id, < 2^63 (default random; worker i\n"
 "                              of --num-workers gets N+i)\n"
-"  --role both|decode|prefill  role recorded in the registration (both)\n"
+"  --role both|decode|prefill  role recorded in the registration (both);\n"
+"                              decode and prefill disaggregate (below)\n"
+"\n"
+"Disaggregated prefill (worker/DISAGG.md; --role decode or prefill):\n"
+"  --max-local-prefill-length N  decode: prefill locally unless more than\n"
+"                              N prompt tokens are uncached (default 1000)\n"
+"  --max-prefill-queue-tokens N  decode: prefill locally when the prompt\n"
+"                              tokens in flight to the prefill worker plus\n"
+"                              this prompt pass N (default 16384)\n"
+"  --remote-prefill-timeout-ms N  decode: wait at most N ms for the prefill\n"
+"                              worker's KV, then prefill locally (10000)\n"
+"  --kv-transport TLS          UCX transports for the KV transfer, a\n"
+"                              UCX_TLS value such as tcp, sm or tcp,sm\n"
+"                              (default: UCX_TLS from the environment,\n"
+"                              else UCX's choice)\n"
+"  --kv-peer-errors            have UCX detect dead peers (keeps same-host\n"
+"                              pairs off shared memory; default off)\n"
 "\n"
 "  --log-level error|warn|info|debug  (default info)\n"
 "  --help                      this text\n", out);
@@ -210,6 +235,9 @@ opts_defaults(dw_opts_t *o)
     o->prefix_caching = 1;
     o->mock_speedup = 1.0;
     o->num_workers = 1;
+    o->max_local_prefill = 1000;         /* Dynamo's default */
+    o->max_prefill_queue = 16384;
+    o->remote_prefill_timeout_ms = 10000;
     o->log_level = DW_LOG_INFO;
 }
 
@@ -266,6 +294,27 @@ opts_advertise(const char *a, int *has_port)
     }
     if (*p != ':' || opts_u32(p + 1, 1, 65535, &port) != 0) {
         return -1;
+    }
+    return 0;
+}
+
+/* A UCX_TLS value: a list of transport names, maybe negated ("^tcp"). */
+static int
+opts_tls(const char *s)
+{
+    size_t  i, n;
+
+    n = strlen(s);
+    if (n == 0 || n > 256) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == ','
+              || s[i] == '^' || s[i] == ':'))
+        {
+            return -1;
+        }
     }
     return 0;
 }
@@ -388,6 +437,10 @@ static const dw_u32_opt_t  dw_u32_opts[] = {
       0, 1024, "want 0..1024" },
     { OPT_NUM_WORKERS, offsetof(dw_opts_t, num_workers),
       1, 1024, "want 1..1024" },
+    { OPT_MAX_LOCAL_PREFILL, offsetof(dw_opts_t, max_local_prefill),
+      0, 1U << 30, "want 0..2^30 tokens" },
+    { OPT_REMOTE_TIMEOUT, offsetof(dw_opts_t, remote_prefill_timeout_ms),
+      1, 3600000, "want 1..3600000 ms" },
 };
 
 static const dw_u32_opt_t *
@@ -514,6 +567,23 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
             if (opts_u64(optarg, UINT64_MAX, &o->mock_seed)) {
                 return opts_bad(err, errlen, name, optarg, "want a u64");
             }
+            break;
+        case OPT_MAX_PREFILL_QUEUE:
+            if (opts_u64(optarg, 1ULL << 40, &o->max_prefill_queue)) {
+                return opts_bad(err, errlen, name, optarg,
+                                "want 0..2^40 tokens");
+            }
+            break;
+        case OPT_KV_TRANSPORT:
+            if (opts_tls(optarg) != 0) {
+                return opts_bad(err, errlen, name, optarg,
+                                "want a UCX_TLS value: transport names "
+                                "such as tcp,sm (letters, digits, _ , ^ :)");
+            }
+            o->kv_transport = optarg;
+            break;
+        case OPT_KV_PEER_ERRORS:
+            o->kv_peer_errors = 1;
             break;
         case OPT_LOG_LEVEL:
             if (dw_log_level_parse(optarg, &o->log_level)) {

@@ -26,6 +26,7 @@
 #define DW_HTTP_TIMEOUT_S  600          /* idle keepalive, slow clients */
 #define DW_MAX_BODY        (16 << 20)
 #define DW_TICK_MS         20
+#define DW_XFER_TICK_MS    50           /* KV transfer deadlines */
 
 static void
 server_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -378,6 +379,10 @@ dw_server_destroy(dw_server_t *s)
     if (s == NULL) {
         return;
     }
+    if (s->xfer != NULL) {
+        /* the handler looks workers up: none may run while they go */
+        dw_xfer_set_note_handler(s->xfer, NULL, NULL);
+    }
     for (w = s->workers; w != NULL; w = next) {
         next = w->link;
         worker_free(w);
@@ -407,9 +412,52 @@ dw_server_destroy(dw_server_t *s)
     free(s);
 }
 
+/*
+ * KV transfer (worker/XFER.md, "Event loop"): the wakeup fd drives UCX
+ * until it is idle and re-armed; a drive that ran out of budget asks to
+ * be called again at once (xfer_again) instead of waiting for the fd; the
+ * tick catches deadlines (batches on P, notifications expected on D),
+ * which no fd reports. The tick drives too, so a round of progress there
+ * never leaves the fd unarmed.
+ */
+static void
+server_xfer_drive(dw_server_t *s)
+{
+    if (dw_xfer_drive(s->xfer) == 1) {
+        event_active(s->xfer_again, EV_TIMEOUT, 0);
+    }
+}
+
+static void
+server_xfer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server_xfer_drive(arg);
+}
+
 void
 dw_server_set_xfer(dw_server_t *s, dw_xfer_t *x)
 {
-    /* the loop's events for x: dw_server.c's disaggregation work */
+    struct timeval  tv;
+
     s->xfer = x;
+    if (x == NULL) {
+        return;
+    }
+    s->xfer_ev = event_new(s->base, dw_xfer_efd(x), EV_READ | EV_PERSIST,
+                           server_xfer_cb, s);
+    s->xfer_again = event_new(s->base, -1, 0, server_xfer_cb, s);
+    s->xfer_tick = event_new(s->base, -1, EV_PERSIST, server_xfer_cb, s);
+    tv.tv_sec = 0;
+    tv.tv_usec = DW_XFER_TICK_MS * 1000;
+    if (s->xfer_ev == NULL || s->xfer_again == NULL || s->xfer_tick == NULL
+        || event_add(s->xfer_ev, NULL) != 0
+        || event_add(s->xfer_tick, &tv) != 0)
+    {
+        /* only the tick would be left to progress UCX: say so loudly */
+        dw_log(DW_LOG_ERROR, "cannot watch the KV transfer's wakeup fd");
+    }
+    if (s->xfer_again != NULL) {
+        /* the first drive arms the fd */
+        event_active(s->xfer_again, EV_TIMEOUT, 0);
+    }
 }

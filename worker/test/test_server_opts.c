@@ -70,6 +70,12 @@ test_defaults(void **state)
     assert_int_equal(o.prefix_caching, 1);
     assert_int_equal(o.num_workers, 1);
     assert_int_equal(o.log_level, DW_LOG_INFO);
+    /* disaggregation: Dynamo's defaults, UCX's transports, no detection */
+    assert_int_equal(o.max_local_prefill, 1000);
+    assert_true(o.max_prefill_queue == 16384);
+    assert_int_equal(o.remote_prefill_timeout_ms, 10000);
+    assert_null(o.kv_transport);
+    assert_int_equal(o.kv_peer_errors, 0);
 }
 
 static void
@@ -125,6 +131,27 @@ test_every_flag(void **state)
     assert_null(o.redis);
     assert_true(o.kv_cache_memory == 512ULL << 10);
 
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--role", "decode", "--max-local-prefill-length",
+        "0", "--max-prefill-queue-tokens", "1099511627776",
+        "--remote-prefill-timeout-ms", "1", "--kv-transport", "tcp,sm",
+        "--kv-peer-errors", NULL), 0);
+    assert_int_equal(o.role, KVR_ROLE_DECODE);
+    assert_int_equal(o.max_local_prefill, 0);
+    assert_true(o.max_prefill_queue == 1ULL << 40);
+    assert_int_equal(o.remote_prefill_timeout_ms, 1);
+    assert_string_equal(o.kv_transport, "tcp,sm");
+    assert_int_equal(o.kv_peer_errors, 1);
+
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--max-local-prefill-length", "1073741824",
+        "--max-prefill-queue-tokens", "0", "--remote-prefill-timeout-ms",
+        "3600000", "--kv-transport", "^cuda_ipc", NULL), 0);
+    assert_int_equal(o.max_local_prefill, 1U << 30);
+    assert_true(o.max_prefill_queue == 0);
+    assert_int_equal(o.remote_prefill_timeout_ms, 3600000);
+    assert_string_equal(o.kv_transport, "^cuda_ipc");
+
     assert_int_equal(parse_args(&o, err, sizeof(err), "--help", NULL), 1);
 }
 
@@ -166,6 +193,23 @@ static const bad_t  bad[] = {
     { { "--model", "a:b" }, "--namespace" },
     { { "--model", "m", "--served-model-name", "" }, "--served-model-name" },
     { { "--model", "m", "--advertise-addr", "" }, "--advertise-addr" },
+    { { "--model", "m", "--max-local-prefill-length", "-1" },
+      "--max-local-prefill-length '-1'" },
+    { { "--model", "m", "--max-local-prefill-length", "1073741825" },
+      "--max-local-prefill-length" },
+    { { "--model", "m", "--max-prefill-queue-tokens", "x" },
+      "--max-prefill-queue-tokens 'x'" },
+    { { "--model", "m", "--max-prefill-queue-tokens", "1099511627777" },
+      "--max-prefill-queue-tokens" },
+    { { "--model", "m", "--remote-prefill-timeout-ms", "0" },
+      "--remote-prefill-timeout-ms '0'" },
+    { { "--model", "m", "--remote-prefill-timeout-ms", "3600001" },
+      "--remote-prefill-timeout-ms" },
+    { { "--model", "m", "--kv-transport", "" }, "--kv-transport ''" },
+    { { "--model", "m", "--kv-transport", "tcp sm" },
+      "--kv-transport 'tcp sm'" },
+    { { "--model", "m", "--kv-transport" }, "needs a value" },
+    { { "--model", "m", "--kv-peer-errors=1" }, "--kv-peer-errors" },
     { { "--model", "m", "-x" }, "unknown option '-x'" },
     { { "--model", "m", "--nope" }, "unknown option '--nope'" },
     { { "--model", "m", "stray" }, "unexpected argument 'stray'" },

@@ -53,6 +53,7 @@ our @EXPORT_OK = qw(start_gateway stop_gateway reload_gateway gateway_conf
                     access_log_entries error_log_text
                     start_own_redis stop_own_redis kill_own_redis
                     cpu_worker_args mock_worker_args worker_metric
+                    worker_metric_sum
                     wait_worker_idle detokenize tokenize
                     start_worker stop_worker read_file wait_until
                     http_get);
@@ -113,6 +114,25 @@ sub worker_metric {
         return $v + 0 if $k eq $name || $k eq "dynamo_worker_$name";
     }
     return undef;
+}
+
+# sum of a worker's metric lines named $name (in full, e.g.
+# dynamo_worker_prefill_requests_total) whose labels include every
+# label => value of %want; 0 when none matches, undef when /metrics does
+# not answer
+sub worker_metric_sum {
+    my ($port, $name, %want) = @_;
+    my ($st, $text) = http_get($port, '/metrics');
+    return undef if ($st // 0) != 200;
+    my $sum = 0;
+    for my $l (split /\n/, $text) {
+        my ($n, $lab, $v) = $l =~ /^(\w+)(?:\{(.*)\})? (\S+)$/ or next;
+        next if $n ne $name;
+        my %l = ($lab // '') =~ /(\w+)="([^"]*)"/g;
+        next if grep { ($l{$_} // '') ne $want{$_} } keys %want;
+        $sum += $v;
+    }
+    return $sum;
 }
 
 sub wait_worker_idle {

@@ -182,9 +182,10 @@ test-t: all
 sanitize:
 	$(MAKE) B=$(B)-asan SAN=address,undefined unit
 	$(MAKE) B=$(B)-tsan SAN=thread $(B)-tsan/test/test_index_concurrency \
-	    $(B)-tsan/wtest/test_engine_thread
+	    $(B)-tsan/wtest/test_engine_thread $(B)-tsan/wtest/test_engine_disagg
 	$(B)-tsan/test/test_index_concurrency
 	UCX_MEM_EVENTS=no $(B)-tsan/wtest/test_engine_thread   # no libucm hooks
+	UCX_MEM_EVENTS=no $(B)-tsan/wtest/test_engine_disagg
 
 fuzz-smoke:
 	$(MAKE) FUZZ_SECONDS=$${FUZZ_SECONDS:-5} fuzz

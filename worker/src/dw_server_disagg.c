@@ -342,6 +342,10 @@ call_done_cb(struct evhttp_request *req, void *arg)
             if (due > now + DIS_NOTE_GRACE_MS) {
                 dw_xfer_expect(w->xfer, r->xfer_id, DIS_NOTE_GRACE_MS);
             }
+            /* the note went out before this answer, but shared memory
+               does not wake the UCX fd: look for it now, not at the
+               next tick */
+            event_active(w->srv->xfer_again, EV_TIMEOUT, 0);
         }
         return;
     }

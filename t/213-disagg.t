@@ -34,6 +34,8 @@ use lib 't/lib';
 use Test::More;
 use File::Temp ();
 use HTTP::Tiny ();
+use IO::Socket::INET ();
+use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(sleep time);
 use Test::Dynamo::Gateway qw(:all);
@@ -195,6 +197,34 @@ subtest 'greedy output equals aggregated serving and the known story' => sub {
     ok(wait_until(sub {
         no_blocks_used($p) && no_blocks_used($d) }, 5),
        'no KV block stays used on P or D');
+};
+
+subtest 'over tcp too (--kv-transport tcp on both)' => sub {
+    my @tcp = ('--kv-transport', 'tcp');
+    my $pt = start_worker(cpu_worker_args(
+                          extra => [ '--role', 'prefill', @pool, @tcp ]));
+    my $dt = start_worker(cpu_worker_args(
+                          extra => [ '--role', 'decode', @pool, @tcp,
+                                     '--max-local-prefill-length', 4 ]));
+    my $prompt = ids(100);
+    my $g = { temperature => 0 };
+    my ($sa, $fa) = generate($a->{port}, { token_ids => $prompt,
+                             max_tokens => 16, sampling => $g });
+    my ($s, $f) = generate($dt->{port}, { token_ids => $prompt,
+                           max_tokens => 16, sampling => $g,
+                           hints => { prefill_worker =>
+                                      "127.0.0.1:$pt->{port}" } });
+    is($s, 200, 'served');
+    is(last_finish($f)->{prefill}, 'remote', 'prefilled on P');
+    is_deeply([ map { @{ $_->{t} // [] } } @$f ],
+              [ map { @{ $_->{t} // [] } } @$fa ],
+              'the aggregated worker\'s tokens');
+    my (undef, $health) = http_get($pt->{port}, '/health');
+    like($health // '', qr/"kv_transport":\s*"tcp"/,
+         'P\'s /health says tcp');
+    cmp_ok(msum($pt->{port}, 'dynamo_worker_kv_transfer_bytes_total'), '>',
+           0, 'P moved the blocks');
+    stop_worker($_) for $dt, $pt;
 };
 
 subtest 'the prefill worker reuses its prefix cache' => sub {
@@ -367,6 +397,36 @@ subtest 'a prefill worker that stalls: D\'s deadline, then local' => sub {
     ok(wait_until(sub {
         no_blocks_used($d) }, 5),
        'D\'s used KV blocks back to 0');
+};
+
+subtest 'a client that leaves while P works: D keeps the blocks till then' => sub {
+    my $p4 = start_worker(cpu_worker_args(
+                          extra => [ '--role', 'prefill', @pool ]));
+    my $sent = msum($d->{port}, 'dynamo_worker_remote_prefill_sent_total');
+    kill 'STOP', $p4->{pid};
+    my $body = JSON::PP::encode_json({ token_ids => ids(60),
+        max_tokens => 8, hints => {
+            prefill_worker => "127.0.0.1:$p4->{port}" } });
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $d->{port})
+        or die "connect: $!";
+    my $t0 = time;
+    print $sock "POST /v1/generate HTTP/1.1\r\nHost: d\r\n"
+        . "Content-Type: application/json\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n" . $body;
+    ok(wait_until(sub { msum($d->{port},
+                        'dynamo_worker_remote_prefill_sent_total') > $sent },
+                  3), 'D asked P');
+    close $sock;
+    sleep 0.3;
+    ok(!no_blocks_used($d),
+       'the client left, P may still write: D keeps the blocks');
+    ok(wait_until(sub { no_blocks_used($d) }, $TIMEOUT_MS / 1000 + 3),
+       'released after P\'s deadline');
+    cmp_ok(time - $t0, '>=', $TIMEOUT_MS / 1000 * 0.75,
+           sprintf('not before it (%.2f s)', time - $t0));
+    stop_worker($p4, 'KILL');
+    ok(wait_worker_idle($d->{port}, 5), 'nothing in flight at D');
 };
 
 subtest 'a prefill worker with another block size is refused' => sub {

@@ -77,6 +77,7 @@ struct dis_remote_s {
     uint32_t       n_prompt;
     uint32_t       tokens;               /* counted in peer->inflight */
     uint64_t       sent_ms;
+    int            cancelled;            /* client gone: cancel at the end */
 };
 
 struct dw_disagg_s {
@@ -293,11 +294,17 @@ static void
 remote_fallback(dw_worker_t *w, dis_remote_t *r, int cancel)
 {
     uint64_t  id = r->slot_id;
+    int       gone = r->cancelled;
 
     if (r->xfer_id != 0) {
         dw_xfer_unexpect(w->xfer, r->xfer_id);
     }
     remote_end(w, r, cancel);
+    if (gone) {
+        /* P is done with the blocks (answered, or past its deadline) */
+        dw_engine_cancel(w->engine, id);
+        return;
+    }
     if (dw_engine_remote_done(w->engine, id, NULL) != 0) {
         dw_log(DW_LOG_ERROR, "request %llu: the engine took no local "
                "prefill (stopped?)", (unsigned long long) id);
@@ -527,6 +534,12 @@ note_cb(void *arg, uint64_t id, int32_t status, const void *payload,
     w->dcnt.remote_ok++;
     w->dcnt.remote_wait_ms += (double) (now - r->sent_ms);
     peer_ok(r->peer);
+    if (r->cancelled) {
+        /* the blocks are written: now they may go */
+        remote_end(w, r, 0);
+        dw_engine_cancel(w->engine, slot_id);
+        return;
+    }
     /* P's answer (if not in yet) is only logged now: keep the call */
     remote_end(w, r, 0);
     if (dw_engine_remote_done(w->engine, slot_id, &tok) != 0) {
@@ -750,6 +763,21 @@ dw_disagg_remote(dw_worker_t *w, dw_slot_t *sl, dw_output_t *out)
                r->peer->addr, why);
         remote_fallback(w, r, 1);
     }
+}
+
+int
+dw_disagg_cancel(dw_worker_t *w, dw_slot_t *sl)
+{
+    dis_remote_t  *r = sl->remote;
+
+    if (r == NULL || r->xfer_id == 0 || w->dis == NULL) {
+        return 0;
+    }
+    /* P may be writing into the parked blocks: the engine must not hand
+       them to another request before P's note, its answer or the
+       deadline (DISAGG.md, "late writes") */
+    r->cancelled = 1;
+    return 1;
 }
 
 void

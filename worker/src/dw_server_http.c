@@ -67,7 +67,9 @@ http_conn_closed(struct evhttp_connection *conn, void *arg)
     sl->w->cnt.disconnects++;
     dw_log(DW_LOG_DEBUG, "request %s: client closed the connection, "
            "cancelling", sl->request_id[0] ? sl->request_id : "-");
-    dw_engine_cancel(sl->w->engine, sl->id);
+    if (dw_disagg_cancel(sl->w, sl) == 0) {
+        dw_engine_cancel(sl->w->engine, sl->id);
+    }
 }
 
 static void

@@ -164,6 +164,12 @@ int dw_disagg_prepare(dw_worker_t *w, dw_slot_t *sl,
 /* A DW_OUT_REMOTE output for sl: ask the prefill worker; owns out's
    kv_blocks. */
 void dw_disagg_remote(dw_worker_t *w, dw_slot_t *sl, dw_output_t *out);
+/*
+ * The client of sl went away. 1: a remote prefill into its blocks is in
+ * flight, so the engine cancel waits for its end (the disaggregation code
+ * cancels then); 0: cancel now.
+ */
+int dw_disagg_cancel(dw_worker_t *w, dw_slot_t *sl);
 /* sl is being freed (finished or cancelled): drop its remote state. */
 void dw_disagg_slot_gone(dw_worker_t *w, dw_slot_t *sl);
 

@@ -220,6 +220,12 @@ bench-disagg: $(B)/bin/dynamo-bench $(B)/bin/dynamo-worker $(MODULE)
 	@mkdir -p $(B)/bench
 	sh bench/disagg/run.sh $(B)
 
+# bench-disagg at several long-prompt rates (about 3 min a rate; not in
+# make bench): DISAGG_SWEEP_RATES="3 4.5 6 7.5"
+.PHONY: bench-disagg-sweep
+bench-disagg-sweep: $(B)/bin/dynamo-bench $(B)/bin/dynamo-worker $(MODULE)
+	sh bench/disagg/sweep.sh $(B)
+
 # dynamo-bench's own overhead: its measurements against a server with
 # scripted timings, from 1 to 1,000 concurrent streams.
 .PHONY: bench-client

@@ -49,7 +49,7 @@ RANGE=${DISAGG_BENCH_RANGE_RATIO:-0.25}
 BLOCKS=${DISAGG_BENCH_BLOCKS:-16384}
 MAX_LOCAL=${DISAGG_BENCH_MAX_LOCAL:-1000}
 MAX_QUEUE=${DISAGG_BENCH_MAX_QUEUE:-16384}
-CONFIGS=${DISAGG_BENCH_CONFIGS:-a b c}
+CONFIGS=${DISAGG_BENCH_CONFIGS:-a b c d}
 # --kv-transport of the disaggregated workers (default: UCX's choice)
 KV_TLS=${DISAGG_BENCH_KV_TRANSPORT:-}
 MODEL=$repo/models/stories260K
@@ -149,7 +149,7 @@ bench() {
         2> "$cfg_dir/$b_class.err"
 }
 
-run_config() {   # a|b|c
+run_config() {   # a|b|c|d
     cfg=$1
     cfg_dir=$dir/$cfg
     mkdir -p "$cfg_dir"
@@ -188,8 +188,16 @@ run_config() {   # a|b|c
         role=decode
         prefill_line="            dynamo_prefill_upstream  prefills;"
         ;;
+    d)
+        # c without the busy rule: long prompts queue at P, never here
+        worker prefill prefill $tls_arg
+        worker decode decode $tls_arg --max-local-prefill-length "$MAX_LOCAL" \
+            --max-prefill-queue-tokens 1099511627776
+        role=decode
+        prefill_line="            dynamo_prefill_upstream  prefills;"
+        ;;
     *)
-        die "unknown configuration $cfg (a, b or c)"
+        die "unknown configuration $cfg (a, b, c or d)"
         ;;
     esac
 

@@ -20,8 +20,7 @@ printf "%-6s %-4s %10s %10s %11s %11s %10s %8s %8s\n", 'long/s', 'cfg',
     'P99 TPOT', 'P99 ITL', 'mean TTFT', 'P99 TTFT', 'out tok/s',
     'TPOT a/x', 'TTFT x/a';
 open(my $dat, '>', "$dir/sweep.dat") or die "$dir/sweep.dat: $!\n";
-print $dat "# rate a_p99tpot b_p99tpot c_p99tpot a_meanttft b_meanttft "
-    . "c_meanttft\n";
+my @cfgs;
 for my $r (@rates) {
     my $j = slurp("$dir/rate-$r.json");
     my $res = $j->{results};
@@ -49,9 +48,19 @@ for my $r (@rates) {
         push @line, $x->{p99_tpot_ms};
         push @ttft, $x->{mean_ttft_ms};
     }
+    @cfgs = @{ $j->{configs} } if !@cfgs;
+    die "rate $r: configurations differ\n"
+        if "@cfgs" ne "@{ $j->{configs} }";
     print $dat join(' ', @line, @ttft), "\n";
 }
 close($dat);
+# column k+2 holds configuration k's P99 TPOT, k+2+n its mean TTFT
+open(my $gp, '>', "$dir/sweep-titles.gp") or die "$dir: $!\n";
+my %title = (a => '(a) aggregated', b => '(b) disaggregated',
+             c => '(c) conditional', d => '(d) conditional, busy rule off');
+print $gp "n = " . scalar(@cfgs) . "\n";
+print $gp "t$_ = '" . ($title{$cfgs[$_]} // $cfgs[$_]) . "'\n" for 0 .. $#cfgs;
+close($gp);
 open(my $fh, '>', $json_out) or die "$json_out: $!\n";
 print $fh JSON::PP->new->canonical->pretty->encode(
     { bench => 'disagg-sweep', rows => \@rows });

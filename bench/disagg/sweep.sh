@@ -29,7 +29,7 @@ done
 
 perl "$here/sweep.pl" "$out" "$build/bench/disagg-sweep.json" $RATES
 if command -v gnuplot >/dev/null 2>&1; then
-    gnuplot -e "dat='$out/sweep.dat'; out='$build/bench/disagg-sweep.png'" \
+    gnuplot -e "dir='$out'; out='$build/bench/disagg-sweep.png'" \
         "$here/sweep.gp" 2> "$out/gnuplot.err" \
         && echo "bench-disagg-sweep: wrote $build/bench/disagg-sweep.png" >&2 \
         || echo "bench-disagg-sweep: gnuplot failed" >&2

@@ -309,6 +309,7 @@ dw_http_generic(struct evhttp_request *req, void *arg)
     } else {
         dw_http_send_error(req, 404, "Not Found", "not_found", NULL,
                            "no such endpoint (POST /v1/generate, "
+                           "POST /v1/prefill, "
                            "POST /v1/reset_prefix_cache, GET /health, "
                            "GET /metrics)");
     }

@@ -248,9 +248,9 @@ dw_engine_main(void *arg)
         pthread_mutex_lock(&e->mu);
         /* running and waiting are the engine thread's own: reading them
            here, on that thread, needs no lock */
-        while (!e->stopping && e->incoming.n == 0 && e->n_cancels == 0
-               && e->n_resets == 0 && e->n_dones == 0
-               && e->n_releases == 0 && e->running.n == 0
+        while (!e->stopping && e->incoming.n == 0 && e->cancels.n == 0
+               && e->resets.n == 0 && e->dones.n == 0
+               && e->releases.n == 0 && e->running.n == 0
                && (e->waiting.n == 0 || e->blocked))
         {
             pthread_cond_wait(&e->cv, &e->mu);
@@ -315,16 +315,16 @@ dw_engine_destroy(dw_engine_t *e)
     for (i = 0; i < e->n_pending; i++) {
         dw_output_free(&e->pending[i]);
     }
-    for (i = 0; i < e->n_releases; i++) {
-        free(e->releases[i].blocks);
+    for (i = 0; i < e->releases.n; i++) {
+        free(((dw_release_t *) e->releases.items)[i].blocks);
     }
-    free(e->releases);
-    free(e->dones);
+    free(e->releases.items);
+    free(e->dones.items);
     free(e->held);
     dw_ring_free(&e->kvq);
     dw_ring_free(&e->out);
-    free(e->cancels);
-    free(e->resets);
+    free(e->cancels.items);
+    free(e->resets.items);
     free(e->pending);
     free(e->sched);
     free(e->steps);
@@ -427,50 +427,62 @@ dw_engine_submit(dw_engine_t *e, dw_request_t *req, char *err,
     return 0;
 }
 
+void *
+dw_queue_push(dw_queue_t *q, size_t sz)
+{
+    void    *p;
+    size_t   c;
+
+    if (q->n == q->cap) {
+        c = q->cap ? 2 * q->cap : 8;
+        p = realloc(q->items, c * sz);
+        if (p == NULL) {
+            return NULL;
+        }
+        q->items = p;
+        q->cap = c;
+    }
+    p = (char *) q->items + q->n++ * sz;
+    memset(p, 0, sz);
+    return p;
+}
+
+void *
+dw_queue_take(dw_queue_t *q, size_t *n)
+{
+    void  *items = q->items;
+
+    *n = q->n;
+    memset(q, 0, sizeof(*q));
+    return items;
+}
+
 void
 dw_engine_cancel(dw_engine_t *e, uint64_t req_id)
 {
-    uint64_t  *p;
-    size_t     cap;
+    uint64_t  *id;
 
     pthread_mutex_lock(&e->mu);
-    if (e->n_cancels == e->cancels_cap) {
-        cap = e->cancels_cap ? 2 * e->cancels_cap : 16;
-        p = realloc(e->cancels, cap * sizeof(uint64_t));
-        if (p == NULL) {
-            pthread_mutex_unlock(&e->mu);
-            return;
-        }
-        e->cancels = p;
-        e->cancels_cap = cap;
+    id = dw_queue_push(&e->cancels, sizeof(*id));
+    if (id != NULL) {
+        *id = req_id;
+        pthread_cond_signal(&e->cv);
     }
-    e->cancels[e->n_cancels++] = req_id;
-    pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
 
 int
 dw_engine_reset_prefix_cache(dw_engine_t *e, uint64_t req_id)
 {
-    uint64_t  *p;
-    size_t     cap;
+    uint64_t  *id;
 
     pthread_mutex_lock(&e->mu);
-    if (e->stopping) {
+    id = e->stopping ? NULL : dw_queue_push(&e->resets, sizeof(*id));
+    if (id == NULL) {
         pthread_mutex_unlock(&e->mu);
         return -1;
     }
-    if (e->n_resets == e->resets_cap) {
-        cap = e->resets_cap ? 2 * e->resets_cap : 4;
-        p = realloc(e->resets, cap * sizeof(uint64_t));
-        if (p == NULL) {
-            pthread_mutex_unlock(&e->mu);
-            return -1;
-        }
-        e->resets = p;
-        e->resets_cap = cap;
-    }
-    e->resets[e->n_resets++] = req_id;
+    *id = req_id;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return 0;
@@ -558,26 +570,6 @@ dw_output_free(dw_output_t *o)
     o->n_kv_blocks = 0;
 }
 
-/* Makes room for one more element of size sz in *arr; under mu. */
-static int
-dw_queue_grow(void **arr, size_t n, size_t *cap, size_t sz)
-{
-    void    *p;
-    size_t   c;
-
-    if (n < *cap) {
-        return 0;
-    }
-    c = *cap ? 2 * *cap : 8;
-    p = realloc(*arr, c * sz);
-    if (p == NULL) {
-        return -1;
-    }
-    *arr = p;
-    *cap = c;
-    return 0;
-}
-
 int
 dw_engine_remote_done(dw_engine_t *e, uint64_t req_id,
     const dw_output_t *first)
@@ -586,15 +578,11 @@ dw_engine_remote_done(dw_engine_t *e, uint64_t req_id,
     uint32_t           n;
 
     pthread_mutex_lock(&e->mu);
-    if (e->stopping
-        || dw_queue_grow((void **) &e->dones, e->n_dones, &e->dones_cap,
-                         sizeof(*e->dones)) != 0)
-    {
+    d = e->stopping ? NULL : dw_queue_push(&e->dones, sizeof(*d));
+    if (d == NULL) {
         pthread_mutex_unlock(&e->mu);
         return -1;
     }
-    d = &e->dones[e->n_dones++];
-    memset(d, 0, sizeof(*d));
     d->id = req_id;
     if (first != NULL) {
         d->ok = 1;
@@ -624,14 +612,12 @@ dw_engine_release_blocks(dw_engine_t *e, uint32_t *kv_blocks, uint32_t n)
     pthread_mutex_lock(&e->mu);
     /* also while stopping: the blocks die with the engine, the array is
        freed by destroy */
-    if (dw_queue_grow((void **) &e->releases, e->n_releases,
-                      &e->releases_cap, sizeof(*e->releases)) != 0)
-    {
+    r = dw_queue_push(&e->releases, sizeof(*r));
+    if (r == NULL) {
         pthread_mutex_unlock(&e->mu);
         free(kv_blocks);
         return -1;
     }
-    r = &e->releases[e->n_releases++];
     r->blocks = kv_blocks;
     r->n = n;
     pthread_cond_signal(&e->cv);

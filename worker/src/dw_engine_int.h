@@ -85,6 +85,22 @@ typedef struct {
     uint32_t   n;
 } dw_release_t;
 
+/*
+ * Work other threads hand the engine thread, under mu: pushed one item at
+ * a time, taken all at once at the next step.
+ */
+typedef struct {
+    void    *items;
+    size_t   n;
+    size_t   cap;
+} dw_queue_t;
+
+/* Room for one more item of sz bytes (zeroed): the item, or NULL. */
+void *dw_queue_push(dw_queue_t *q, size_t sz);
+/* The items (the caller frees them; NULL when none) and their count in
+   *n; q is empty after. */
+void *dw_queue_take(dw_queue_t *q, size_t *n);
+
 struct dw_engine_s {
     dw_engine_config_t  cfg;
     dw_backend_t       *be;
@@ -129,18 +145,10 @@ struct dw_engine_s {
     int                 started;
     int                 stopping;
     dw_seq_list_t       incoming;     /* submitted, not yet taken */
-    uint64_t           *cancels;
-    size_t              n_cancels;
-    size_t              cancels_cap;
-    uint64_t           *resets;       /* reset_prefix_cache caller ids */
-    size_t              n_resets;
-    size_t              resets_cap;
-    dw_remote_done_t   *dones;        /* dw_engine_remote_done calls */
-    size_t              n_dones;
-    size_t              dones_cap;
-    dw_release_t       *releases;     /* dw_engine_release_blocks calls */
-    size_t              n_releases;
-    size_t              releases_cap;
+    dw_queue_t          cancels;      /* uint64_t request ids */
+    dw_queue_t          resets;       /* uint64_t reset_prefix_cache ids */
+    dw_queue_t          dones;        /* dw_remote_done_t */
+    dw_queue_t          releases;     /* dw_release_t */
     dw_ring_t           out;        /* dw_output_t, engine -> I/O thread */
     dw_ring_t           kvq;        /* dw_kv_event_t, likewise */
     dw_engine_stats_t   st_pub;       /* snapshot for dw_engine_stats */

@@ -177,10 +177,10 @@ static int
 dw_take_incoming(dw_engine_t *e)
 {
     dw_seq_t          *s, *next;
-    uint64_t          *cancels = NULL, *resets = NULL;
-    dw_remote_done_t  *dones = NULL;
-    dw_release_t      *rel = NULL;
-    size_t             n_cancels = 0, n_resets = 0, n_dones = 0, n_rel = 0;
+    uint64_t          *cancels, *resets;
+    dw_remote_done_t  *dones;
+    dw_release_t      *rel;
+    size_t             n_cancels, n_resets, n_dones, n_rel;
     size_t             i;
     int                any;
 
@@ -192,34 +192,10 @@ dw_take_incoming(dw_engine_t *e)
         dw_seq_list_push_tail(&e->waiting, s);
     }
     memset(&e->incoming, 0, sizeof(e->incoming));
-    if (e->n_cancels > 0) {
-        cancels = e->cancels;
-        n_cancels = e->n_cancels;
-        e->cancels = NULL;
-        e->n_cancels = 0;
-        e->cancels_cap = 0;
-    }
-    if (e->n_resets > 0) {
-        resets = e->resets;
-        n_resets = e->n_resets;
-        e->resets = NULL;
-        e->n_resets = 0;
-        e->resets_cap = 0;
-    }
-    if (e->n_dones > 0) {
-        dones = e->dones;
-        n_dones = e->n_dones;
-        e->dones = NULL;
-        e->n_dones = 0;
-        e->dones_cap = 0;
-    }
-    if (e->n_releases > 0) {
-        rel = e->releases;
-        n_rel = e->n_releases;
-        e->releases = NULL;
-        e->n_releases = 0;
-        e->releases_cap = 0;
-    }
+    cancels = dw_queue_take(&e->cancels, &n_cancels);
+    resets = dw_queue_take(&e->resets, &n_resets);
+    dones = dw_queue_take(&e->dones, &n_dones);
+    rel = dw_queue_take(&e->releases, &n_rel);
     pthread_mutex_unlock(&e->mu);
     any = any || n_cancels > 0 || n_resets > 0 || n_dones > 0 || n_rel > 0;
 

@@ -15,8 +15,8 @@
 #include "dw_proto.h"
 #include "dw_proto_int.h"
 
-static int
-proto_fail(dw_proto_err_t *err, const char *field, const char *fmt, ...)
+int
+dw_proto_fail(dw_proto_err_t *err, const char *field, const char *fmt, ...)
 {
     va_list  ap;
 
@@ -32,11 +32,11 @@ static int
 proto_number(json_t *v, const char *field, double *out, dw_proto_err_t *err)
 {
     if (!json_is_number(v)) {
-        return proto_fail(err, field, "%s: must be a number", field);
+        return dw_proto_fail(err, field, "%s: must be a number", field);
     }
     *out = json_number_value(v);
     if (!isfinite(*out)) {
-        return proto_fail(err, field, "%s: must be finite", field);
+        return dw_proto_fail(err, field, "%s: must be finite", field);
     }
     return 0;
 }
@@ -46,11 +46,11 @@ proto_int(json_t *v, const char *field, json_int_t lo, json_int_t hi,
     json_int_t *out, dw_proto_err_t *err)
 {
     if (!json_is_integer(v)) {
-        return proto_fail(err, field, "%s: must be an integer", field);
+        return dw_proto_fail(err, field, "%s: must be an integer", field);
     }
     *out = json_integer_value(v);
     if (*out < lo || *out > hi) {
-        return proto_fail(err, field, "%s: must be in [%lld, %lld]", field,
+        return dw_proto_fail(err, field, "%s: must be in [%lld, %lld]", field,
                           (long long) lo, (long long) hi);
     }
     return 0;
@@ -67,7 +67,7 @@ proto_real(json_t *v, const char *field, double lo, double hi, int lo_open,
     }
     /* an open bound must hold after rounding to float too: 1e-300 is 0 */
     if (d < lo || d > hi || (lo_open && (float) d <= (float) lo)) {
-        return proto_fail(err, field, "%s: must be in %c%g, %g]", field,
+        return dw_proto_fail(err, field, "%s: must be in %c%g, %g]", field,
                           lo_open ? '(' : '[', lo, hi);
     }
     *out = (float) d;
@@ -84,12 +84,12 @@ proto_token_ids(json_t *v, const char *name, uint32_t vocab_size,
     char        field[64];
 
     if (!json_is_array(v)) {
-        return proto_fail(err, name, "%s: must be an array of token ids",
+        return dw_proto_fail(err, name, "%s: must be an array of token ids",
                           name);
     }
     count = json_array_size(v);
     if (count > max) {
-        return proto_fail(err, name, "%s: at most %zu ids", name, max);
+        return dw_proto_fail(err, name, "%s: at most %zu ids", name, max);
     }
     hi = vocab_size > 0 ? (json_int_t) vocab_size - 1 : (json_int_t) UINT32_MAX;
     for (i = 0; i < count; i++) {
@@ -116,7 +116,7 @@ proto_sampling(json_t *obj, dw_sampling_t *sp, dw_proto_err_t *err)
     char         field[64];
 
     if (!json_is_object(obj)) {
-        return proto_fail(err, "sampling", "sampling: must be an object");
+        return dw_proto_fail(err, "sampling", "sampling: must be an object");
     }
     json_object_foreach(obj, key, v) {
         snprintf(field, sizeof(field), "sampling.%s", key);
@@ -161,7 +161,7 @@ proto_sampling(json_t *obj, dw_sampling_t *sp, dw_proto_err_t *err)
                 return -1;
             }
         } else {
-            return proto_fail(err, field, "%s: unknown field", field);
+            return dw_proto_fail(err, field, "%s: unknown field", field);
         }
     }
     return 0;
@@ -175,24 +175,24 @@ proto_hints(json_t *obj, dw_proto_req_t *req, dw_proto_err_t *err)
     char         field[64];
 
     if (!json_is_object(obj)) {
-        return proto_fail(err, "hints", "hints: must be an object");
+        return dw_proto_fail(err, "hints", "hints: must be an object");
     }
     json_object_foreach(obj, key, v) {
         snprintf(field, sizeof(field), "hints.%s", key);
         if (strcmp(key, "prefill_worker") != 0) {
-            return proto_fail(err, field, "%s: unknown field", field);
+            return dw_proto_fail(err, field, "%s: unknown field", field);
         }
         if (json_is_null(v)) {
             continue;
         }
         if (!json_is_string(v)) {
-            return proto_fail(err, field, "%s: must be a string", field);
+            return dw_proto_fail(err, field, "%s: must be a string", field);
         }
         s = json_string_value(v);
         if (json_string_length(v) >= sizeof(req->prefill_worker)
             || strlen(s) != json_string_length(v))
         {
-            return proto_fail(err, field, "%s: must be host:port, < %zu bytes",
+            return dw_proto_fail(err, field, "%s: must be host:port, < %zu bytes",
                               field, sizeof(req->prefill_worker));
         }
         memcpy(req->prefill_worker, s, json_string_length(v) + 1);
@@ -207,17 +207,17 @@ proto_request_id(json_t *v, dw_proto_req_t *req, dw_proto_err_t *err)
     size_t       i, len;
 
     if (!json_is_string(v)) {
-        return proto_fail(err, "request_id", "request_id: must be a string");
+        return dw_proto_fail(err, "request_id", "request_id: must be a string");
     }
     s = json_string_value(v);
     len = json_string_length(v);
     if (len > DW_PROTO_ID_MAX) {
-        return proto_fail(err, "request_id", "request_id: at most %d bytes",
+        return dw_proto_fail(err, "request_id", "request_id: at most %d bytes",
                           DW_PROTO_ID_MAX);
     }
     for (i = 0; i < len; i++) {
         if ((unsigned char) s[i] < 0x21 || (unsigned char) s[i] > 0x7e) {
-            return proto_fail(err, "request_id",
+            return dw_proto_fail(err, "request_id",
                               "request_id: printable ASCII without spaces");
         }
     }
@@ -252,7 +252,7 @@ proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
             if (!json_is_integer(v)
                 || json_integer_value(v) != DW_PROTO_VERSION)
             {
-                return proto_fail(err, "v", "v: unsupported version (this "
+                return dw_proto_fail(err, "v", "v: unsupported version (this "
                                   "worker speaks %d)", DW_PROTO_VERSION);
             }
         } else if (strcmp(key, "request_id") == 0) {
@@ -271,7 +271,7 @@ proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
             req->sp.logprobs = (int32_t) x;
         } else if (strcmp(key, "ignore_eos") == 0) {
             if (!json_is_boolean(v)) {
-                return proto_fail(err, key, "ignore_eos: must be a boolean");
+                return dw_proto_fail(err, key, "ignore_eos: must be a boolean");
             }
             req->sp.ignore_eos = json_is_true(v);
         } else if (strcmp(key, "stop_token_ids") == 0) {
@@ -292,7 +292,7 @@ proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
         } else if (kv != NULL && strcmp(key, "kv") == 0) {
             *kv = json_incref(v);
         } else {
-            return proto_fail(err, key, "%s: unknown field", key);
+            return dw_proto_fail(err, key, "%s: unknown field", key);
         }
     }
 
@@ -300,18 +300,18 @@ proto_fields(json_t *root, uint32_t vocab_size, dw_proto_req_t *req,
         return 0;                 /* the fast path read them already */
     }
     if (ids == NULL) {
-        return proto_fail(err, "token_ids", "token_ids: required");
+        return dw_proto_fail(err, "token_ids", "token_ids: required");
     }
     if (!json_is_array(ids) || json_array_size(ids) == 0) {
-        return proto_fail(err, "token_ids",
+        return dw_proto_fail(err, "token_ids",
                           "token_ids: must be a non-empty array of token ids");
     }
     if (json_array_size(ids) > UINT32_MAX / 2) {
-        return proto_fail(err, "token_ids", "token_ids: too long");
+        return dw_proto_fail(err, "token_ids", "token_ids: too long");
     }
     req->token_ids = malloc(json_array_size(ids) * sizeof(uint32_t));
     if (req->token_ids == NULL) {
-        return proto_fail(err, "", "out of memory");
+        return dw_proto_fail(err, "", "out of memory");
     }
     if (proto_token_ids(ids, "token_ids", vocab_size, req->token_ids,
                         json_array_size(ids), &n, err))
@@ -332,12 +332,12 @@ proto_parse(const char *body, size_t len, uint32_t vocab_size,
 
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        return proto_fail(err, "", "invalid JSON at line %d column %d: %s",
+        return dw_proto_fail(err, "", "invalid JSON at line %d column %d: %s",
                           jerr.line, jerr.column, jerr.text);
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        return proto_fail(err, "", "the body must be a JSON object");
+        return dw_proto_fail(err, "", "the body must be a JSON object");
     }
     rc = proto_fields(root, vocab_size, req, kv, err);
     json_decref(root);
@@ -374,13 +374,13 @@ dw_proto_parse_request_kv(const char *body, size_t len, uint32_t vocab_size,
     /* JSON text has no raw NUL; jansson treats one inconsistently (as the
        end of input, or not), so neither parser ever sees it */
     if (memchr(body, '\0', len) != NULL) {
-        return proto_fail(err, "", "invalid JSON: a NUL byte in the body");
+        return dw_proto_fail(err, "", "invalid JSON: a NUL byte in the body");
     }
     rc = fast ? dw_proto_fast_ids(body, len, vocab_size, &start, &end, &ids,
                                   &n)
               : 0;
     if (rc < 0) {
-        return proto_fail(err, "", "out of memory");
+        return dw_proto_fail(err, "", "out of memory");
     }
     if (rc == 0) {
         rc = proto_parse(body, len, vocab_size, req, kv, err);
@@ -396,7 +396,7 @@ dw_proto_parse_request_kv(const char *body, size_t len, uint32_t vocab_size,
     rest = malloc(len - (end - start) + 4);
     if (rest == NULL) {
         free(ids);
-        return proto_fail(err, "", "out of memory");
+        return dw_proto_fail(err, "", "out of memory");
     }
     memcpy(rest, body, start);
     memcpy(rest + start, "null", 4);

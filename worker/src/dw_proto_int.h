@@ -23,6 +23,10 @@
 int dw_proto_fast_ids(const char *body, size_t len, uint32_t vocab_size,
     size_t *start, size_t *end, uint32_t **ids, uint32_t *n);
 
+/* Fills err (field, printf-style message); returns -1. */
+int dw_proto_fail(dw_proto_err_t *err, const char *field, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
 /* dw_proto_parse_request with the fast path on or off (tests compare). */
 int dw_proto_parse_request_opt(const char *body, size_t len,
     uint32_t vocab_size, int fast, dw_proto_req_t *req, dw_proto_err_t *err);

@@ -6,7 +6,6 @@
  * the prefill decisions.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,29 +17,17 @@
 #include "kvr_err.h"
 
 static int
-pf_fail(dw_proto_err_t *err, const char *field, const char *fmt, ...)
-{
-    va_list  ap;
-
-    snprintf(err->field, sizeof(err->field), "%s", field);
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int
 pf_u32(json_t *v, const char *field, uint32_t lo, uint32_t hi, uint32_t *out,
     dw_proto_err_t *err)
 {
     json_int_t  x;
 
     if (!json_is_integer(v)) {
-        return pf_fail(err, field, "%s: must be an integer", field);
+        return dw_proto_fail(err, field, "%s: must be an integer", field);
     }
     x = json_integer_value(v);
     if (x < (json_int_t) lo || x > (json_int_t) hi) {
-        return pf_fail(err, field, "%s: must be in [%" PRIu32 ", %" PRIu32
+        return dw_proto_fail(err, field, "%s: must be in [%" PRIu32 ", %" PRIu32
                        "]", field, lo, hi);
     }
     *out = (uint32_t) x;
@@ -57,13 +44,13 @@ pf_xfer_id(json_t *v, uint64_t *out, dw_proto_err_t *err)
     uint64_t     x;
 
     if (!json_is_string(v)) {
-        return pf_fail(err, "kv.xfer_id", "kv.xfer_id: must be a string "
+        return dw_proto_fail(err, "kv.xfer_id", "kv.xfer_id: must be a string "
                        "(a decimal u64)");
     }
     s = json_string_value(v);
     n = json_string_length(v);
     if (n == 0 || n > 20 || (n > 1 && s[0] == '0')) {
-        return pf_fail(err, "kv.xfer_id", "kv.xfer_id: must be a decimal "
+        return dw_proto_fail(err, "kv.xfer_id", "kv.xfer_id: must be a decimal "
                        "u64 without leading zeros");
     }
     x = 0;
@@ -71,7 +58,7 @@ pf_xfer_id(json_t *v, uint64_t *out, dw_proto_err_t *err)
         if (s[i] < '0' || s[i] > '9'
             || x > (UINT64_MAX - (uint64_t) (s[i] - '0')) / 10)
         {
-            return pf_fail(err, "kv.xfer_id", "kv.xfer_id: must be a "
+            return dw_proto_fail(err, "kv.xfer_id", "kv.xfer_id: must be a "
                            "decimal u64 without leading zeros");
         }
         x = x * 10 + (uint64_t) (s[i] - '0');
@@ -87,16 +74,16 @@ pf_blocks(json_t *v, dw_proto_prefill_t *p, dw_proto_err_t *err)
     char    field[64];
 
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        return pf_fail(err, "kv.blocks", "kv.blocks: must be a non-empty "
+        return dw_proto_fail(err, "kv.blocks", "kv.blocks: must be a non-empty "
                        "array of block ids");
     }
     n = json_array_size(v);
     if (n > UINT32_MAX / 2) {
-        return pf_fail(err, "kv.blocks", "kv.blocks: too long");
+        return dw_proto_fail(err, "kv.blocks", "kv.blocks: too long");
     }
     p->blocks = malloc(n * sizeof(uint32_t));
     if (p->blocks == NULL) {
-        return pf_fail(err, "", "out of memory");
+        return dw_proto_fail(err, "", "out of memory");
     }
     for (i = 0; i < n; i++) {
         snprintf(field, sizeof(field), "kv.blocks[%zu]", i);
@@ -121,10 +108,10 @@ pf_kv(json_t *kv, dw_proto_prefill_t *p, dw_proto_err_t *err)
     int          have_id = 0, have_to = 0;
 
     if (kv == NULL) {
-        return pf_fail(err, "kv", "kv: required (where to write the KV)");
+        return dw_proto_fail(err, "kv", "kv: required (where to write the KV)");
     }
     if (!json_is_object(kv)) {
-        return pf_fail(err, "kv", "kv: must be an object");
+        return dw_proto_fail(err, "kv", "kv: must be an object");
     }
     json_object_foreach(kv, key, v) {
         snprintf(field, sizeof(field), "kv.%s", key);
@@ -149,26 +136,26 @@ pf_kv(json_t *kv, dw_proto_prefill_t *p, dw_proto_err_t *err)
             have_to = 1;
         } else if (strcmp(key, "desc") == 0) {
             if (!json_is_object(v)) {
-                return pf_fail(err, field, "kv.desc: must be an object (the "
+                return dw_proto_fail(err, field, "kv.desc: must be an object (the "
                                "KV pool descriptor)");
             }
             p->desc = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
             if (p->desc == NULL) {
-                return pf_fail(err, "", "out of memory");
+                return dw_proto_fail(err, "", "out of memory");
             }
             p->desc_len = strlen(p->desc);
         } else {
-            return pf_fail(err, field, "%s: unknown field", field);
+            return dw_proto_fail(err, field, "%s: unknown field", field);
         }
     }
     if (!have_id) {
-        return pf_fail(err, "kv.xfer_id", "kv.xfer_id: required");
+        return dw_proto_fail(err, "kv.xfer_id", "kv.xfer_id: required");
     }
     if (p->blocks == NULL) {
-        return pf_fail(err, "kv.blocks", "kv.blocks: required");
+        return dw_proto_fail(err, "kv.blocks", "kv.blocks: required");
     }
     if (skip == NULL) {
-        return pf_fail(err, "kv.skip_blocks", "kv.skip_blocks: required");
+        return dw_proto_fail(err, "kv.skip_blocks", "kv.skip_blocks: required");
     }
     if (pf_u32(skip, "kv.skip_blocks", 0, p->n_blocks, &p->skip_blocks,
                err))
@@ -176,10 +163,10 @@ pf_kv(json_t *kv, dw_proto_prefill_t *p, dw_proto_err_t *err)
         return -1;
     }
     if (!have_to) {
-        return pf_fail(err, "kv.timeout_ms", "kv.timeout_ms: required");
+        return dw_proto_fail(err, "kv.timeout_ms", "kv.timeout_ms: required");
     }
     if (p->desc == NULL) {
-        return pf_fail(err, "kv.desc", "kv.desc: required");
+        return dw_proto_fail(err, "kv.desc", "kv.desc: required");
     }
     return 0;
 }

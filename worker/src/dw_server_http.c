@@ -37,6 +37,17 @@ dw_http_send_error(struct evhttp_request *req, int code, const char *reason,
     kvr_buf_free(&b);
 }
 
+const char *
+dw_http_body(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer  *in = evhttp_request_get_input_buffer(req);
+    const char       *body;
+
+    *len = evbuffer_get_length(in);
+    body = (const char *) evbuffer_pullup(in, -1);
+    return body != NULL ? body : "";
+}
+
 static void
 http_send_buf(struct evhttp_request *req, const char *ctype, kvr_buf_t *b)
 {
@@ -106,7 +117,6 @@ http_post_accepted(dw_worker_t *w, struct evhttp_request *req)
 static void
 http_generate(dw_worker_t *w, struct evhttp_request *req)
 {
-    struct evbuffer  *in;
     dw_proto_req_t    pr;
     dw_proto_err_t    perr;
     dw_request_t      er;
@@ -119,12 +129,7 @@ http_generate(dw_worker_t *w, struct evhttp_request *req)
     if (http_post_accepted(w, req) != 0) {
         return;
     }
-    in = evhttp_request_get_input_buffer(req);
-    len = evbuffer_get_length(in);
-    body = (const char *) evbuffer_pullup(in, -1);
-    if (body == NULL) {
-        body = "";
-    }
+    body = dw_http_body(req, &len);
     if (dw_proto_parse_request(body, len, w->conf.vocab_size, &pr, &perr)
         != 0)
     {

@@ -138,6 +138,8 @@ uint64_t dw_server_now_ms(void);
 void dw_http_generic(struct evhttp_request *req, void *arg);
 void dw_http_reset_done(dw_worker_t *w, dw_slot_t *sl,
     const dw_output_t *out);
+/* The request body, contiguous ("" when empty), and its length. */
+const char *dw_http_body(struct evhttp_request *req, size_t *len);
 void dw_http_send_error(struct evhttp_request *req, int code,
     const char *reason, const char *type, const char *field,
     const char *msg);

@@ -440,7 +440,6 @@ pf_connect(dw_worker_t *w, struct evhttp_request *req,
 void
 dw_prefill_http(dw_worker_t *w, struct evhttp_request *req)
 {
-    struct evbuffer     *in;
     dw_proto_prefill_t   p;
     dw_proto_err_t       perr;
     dw_xfer_remote_t    *rm = NULL;
@@ -457,12 +456,7 @@ dw_prefill_http(dw_worker_t *w, struct evhttp_request *req)
                   "this worker is not a prefill worker (--role prefill)");
         return;
     }
-    in = evhttp_request_get_input_buffer(req);
-    len = evbuffer_get_length(in);
-    body = (const char *) evbuffer_pullup(in, -1);
-    if (body == NULL) {
-        body = "";
-    }
+    body = dw_http_body(req, &len);
     if (dw_proto_parse_prefill(body, len, w->conf.vocab_size, &p, &perr)
         != 0)
     {

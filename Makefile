@@ -5,6 +5,8 @@
 #   make fuzz     build the libFuzzer targets and run each briefly
 #   make run      start nginx + module + Redis on 127.0.0.1 (make stop ends it)
 #   make run-disagg  the same with a prefill and a decode worker
+#   make test-gpu the CUDA backend's GPU tests (skipped without a device)
+#   make bench-gpu the CUDA backend against the GPU's bounds (bench/gpu/)
 
 B        := build
 CC       ?= cc
@@ -56,6 +58,40 @@ WFUZZ_SRC:= $(wildcard worker/fuzz/fuzz_*.c)
 WFUZZ_BIN:= $(WFUZZ_SRC:worker/fuzz/%.c=$(B)/fuzz/%)
 W_HDR    := $(wildcard worker/include/*.h worker/src/*.h kvrouter/include/*.h)
 
+# worker/cuda/: the cuda backend (worker/cuda/README.md), built into
+# libdwcuda.a when $(CUDA)/bin/nvcc exists (NOCUDA=1 skips it); without
+# it libdwcuda.a holds only a stub whose create says the worker was built
+# without CUDA. Programs and worker tests link libdwcuda.a; the CUDA
+# libraries are needed only where a program uses the backend
+# (--as-needed). test/test_*.c there are the GPU tests (make test-gpu).
+CUDA     ?= /usr/local/cuda
+NVCC     := $(CUDA)/bin/nvcc
+HAVE_CUDA:= $(if $(NOCUDA),,$(wildcard $(NVCC)))
+CU_ARCH  ?= -gencode arch=compute_80,code=sm_80 \
+            -gencode arch=compute_90,code=sm_90
+NVFLAGS  ?= -O3 -std=c++17 -lineinfo $(CU_ARCH) -Xcompiler -fPIC \
+            -Xcompiler -Wall
+CU_LIB   := $(B)/lib/libdwcuda.a
+CU_HDR   := $(wildcard worker/cuda/*.h)
+ifneq ($(HAVE_CUDA),)
+CU_SRC   := $(wildcard worker/cuda/*.cu)
+CU_CSRC  := $(filter-out worker/cuda/dw_backend_cuda_none.c, \
+                         $(wildcard worker/cuda/*.c))
+CU_INC   := -Iworker/cuda -I$(CUDA)/include
+CU_LIBS  := -L$(CUDA)/lib64 -Wl,-rpath,$(CUDA)/lib64 -Wl,--as-needed \
+            -lcublasLt -lcublas -lcudart -lstdc++ -Wl,--no-as-needed
+else
+CU_SRC   :=
+CU_CSRC  := worker/cuda/dw_backend_cuda_none.c
+CU_INC   := -Iworker/cuda
+CU_LIBS  :=
+endif
+CU_OBJ   := $(CU_SRC:%.cu=$(B)/cuobj/%.o) $(CU_CSRC:%.c=$(B)/cuobj/%.o)
+CU_CMD   := $(if $(HAVE_CUDA),$(patsubst worker/cuda/cmd/%.c,$(B)/bin/%, \
+                                  $(wildcard worker/cuda/cmd/*.c)))
+CUTEST_SRC:= $(wildcard worker/cuda/test/test_*.c)
+CUTEST_BIN:= $(CUTEST_SRC:worker/cuda/test/%.c=$(B)/cutest/%)
+
 # ngx_dynamo_module/: the pure parts (no nginx types) are also built alone
 # for cmocka tests (test/test_*.c) and libFuzzer targets (fuzz/fuzz_*.c).
 GW_INC   := -Ingx_dynamo_module $(KVR_INC)
@@ -91,8 +127,8 @@ DEPS     := $(B)/.deps-ok
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE) $(W_LIB) $(W_CMD) \
-     $(B)/bin/dynamo-bench
+all: $(KVR_LIB) $(B)/bin/dynamo-kv $(MODULE) $(W_LIB) $(CU_LIB) $(W_CMD) \
+     $(CU_CMD) $(CUTEST_BIN) $(B)/bin/dynamo-bench
 
 deps: $(DEPS)
 $(DEPS): scripts/install-deps.sh
@@ -151,16 +187,60 @@ $(W_LIB): $(W_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/bin/%: worker/cmd/%.c $(W_LIB) $(KVR_LIB) $(W_HDR) | $(DEPS)
+$(B)/cuobj/%.o: %.cu $(CU_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -Iworker/cuda -c $< -o $@
+
+$(B)/cuobj/%.o: %.c $(W_HDR) $(CU_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(WARN) -pthread \
+	    $(W_INC) $(CU_INC) -MMD -c $< -o $@
+
+$(CU_LIB): $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/%: worker/cmd/%.c $(W_LIB) $(CU_LIB) $(KVR_LIB) $(W_HDR) | $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(LDFLAGS) $(WARN) \
-	    -pthread $(W_INC) -o $@ $< $(W_LIB) $(KVR_LIB) $(W_LIBS)
+	    -pthread $(W_INC) -o $@ $< $(CU_LIB) $(W_LIB) $(KVR_LIB) $(CU_LIBS) \
+	    $(W_LIBS)
 
-$(B)/wtest/%: worker/test/%.c $(WSUP_OBJ) $(W_LIB) $(KVR_LIB) | $(DEPS)
+$(B)/wtest/%: worker/test/%.c $(WSUP_OBJ) $(W_LIB) $(CU_LIB) $(KVR_LIB) \
+              | $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(LDFLAGS) $(WARN) \
 	    -pthread $(W_INC) -Iworker/test -Ikvrouter/test -o $@ $< $(WSUP_OBJ) \
-	    $(W_LIB) $(KVR_LIB) $(W_LIBS) $(CMOCKA)
+	    $(CU_LIB) $(W_LIB) $(KVR_LIB) $(CU_LIBS) $(W_LIBS) $(CMOCKA)
+
+# GPU programs (dw-cuda-bench): only with CUDA.
+$(B)/bin/%: worker/cuda/cmd/%.c $(W_LIB) $(CU_LIB) $(KVR_LIB) $(CU_HDR) \
+            | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(LDFLAGS) $(WARN) \
+	    -pthread $(W_INC) $(CU_INC) -o $@ $< $(CU_LIB) $(W_LIB) $(KVR_LIB) \
+	    $(CU_LIBS) $(W_LIBS)
+
+# GPU tests: each checks kernels against CPU references and skips (cmocka
+# skip) when no device is present.
+$(B)/cutest/%: worker/cuda/test/%.c $(WSUP_OBJ) $(W_LIB) $(CU_LIB) $(KVR_LIB) \
+               $(CU_HDR) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WCFLAGS) $(filter -fsanitize% -fno-%,$(CFLAGS)) $(LDFLAGS) $(WARN) \
+	    -pthread $(W_INC) $(CU_INC) -Iworker/test -o $@ $< $(WSUP_OBJ) \
+	    $(CU_LIB) $(W_LIB) $(KVR_LIB) $(CU_LIBS) $(W_LIBS) $(CMOCKA)
+
+# The GPU suite (not in make test: CI has no GPU). Without nvcc it says so
+# and passes; without a device every test is skipped. Under
+# compute-sanitizer: make test-gpu CUDA_RUN="compute-sanitizer --error-exitcode 1"
+.PHONY: test-gpu
+ifneq ($(HAVE_CUDA),)
+test-gpu: $(CUTEST_BIN)
+	@sh scripts/run-unit-tests.sh $(foreach t,$(CUTEST_BIN),"$(CUDA_RUN) $(t)")
+else
+test-gpu:
+	@echo "test-gpu: skipped: no $(NVCC), this build has no CUDA backend"
+endif
 
 $(MODULE): $(MOD_SRC) scripts/build-module.sh | $(DEPS)
 	bash scripts/build-module.sh $(B)
@@ -225,6 +305,13 @@ bench-disagg: $(B)/bin/dynamo-bench $(B)/bin/dynamo-worker $(MODULE)
 .PHONY: bench-disagg-sweep
 bench-disagg-sweep: $(B)/bin/dynamo-bench $(B)/bin/dynamo-worker $(MODULE)
 	sh bench/disagg/sweep.sh $(B)
+
+# The cuda backend on a Llama 3.1 8B-shaped model against the GPU's
+# bandwidth and GEMM bounds (bench/gpu/README.md; not in make bench).
+# Says "skipped" without CUDA or without a GPU.
+.PHONY: bench-gpu
+bench-gpu: $(B)/bin/dynamo-mkmodel $(CU_CMD)
+	sh bench/gpu/run.sh $(B)
 
 # dynamo-bench's own overhead: its measurements against a server with
 # scripted timings, from 1 to 1,000 concurrent streams.
@@ -292,4 +379,4 @@ stop:
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B)/obj $(B)/wobj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/wobj $(B)/cuobj -name '*.d' 2>/dev/null)

@@ -54,8 +54,11 @@ pool_blocks(const dw_opts_t *o, const dw_config_t *cfg)
         return DW_DEFAULT_MOCK_BLOCKS;
     }
     mem = o->kv_cache_memory ? o->kv_cache_memory : DW_DEFAULT_KV_MEMORY;
+    /* cpu: K/V in f32; cuda: in the weights' dtype on the device */
     per_block = 2ULL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim
-                * o->block_size * sizeof(float);
+                * o->block_size
+                * (o->engine == DW_ENGINE_CUDA && o->dtype != DW_DT_F32
+                   ? 2 : sizeof(float));
     if (per_block == 0) {
         return 1;
     }
@@ -169,7 +172,14 @@ main(int argc, char **argv)
     dw_log_set_level(o.log_level);
 
     model = NULL;
-    if (o.engine == DW_ENGINE_CPU) {
+    /* no GPU: say so before loading anything */
+    if (o.engine == DW_ENGINE_CUDA
+        && dw_backend_cuda_devices(err, sizeof(err)) <= 0)
+    {
+        fprintf(stderr, "dynamo-worker: %s\n", err);
+        return 1;
+    }
+    if (o.engine != DW_ENGINE_MOCK) {
         if (dw_model_load(o.model, &model, err, sizeof(err)) != 0) {
             fprintf(stderr, "dynamo-worker: %s\n", err);
             return 1;
@@ -206,6 +216,8 @@ main(int argc, char **argv)
         bo.threads = o.threads;
         bo.speedup = o.mock_speedup;
         bo.seed = o.mock_seed;
+        bo.dtype = o.dtype;
+        bo.device = 0;
         reg = NULL;
         if (x != NULL
             && kv_pool(&o, x, &cfg, n_blocks, &bo, &reg, err, sizeof(err))
@@ -216,6 +228,8 @@ main(int argc, char **argv)
         }
         rc = o.engine == DW_ENGINE_CPU
              ? dw_backend_cpu_create(model, &bo, &be, err, sizeof(err))
+             : o.engine == DW_ENGINE_CUDA
+             ? dw_backend_cuda_create(model, &bo, &be, err, sizeof(err))
              : dw_backend_mock_create(&cfg, &bo, &be, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "dynamo-worker: backend: %s\n", err);
@@ -247,7 +261,8 @@ main(int argc, char **argv)
         wc.worker_id = (base_id + i) & (uint64_t) INT64_MAX;
         wc.generation = generation + i;
         wc.role = o.role;
-        wc.engine_name = o.engine == DW_ENGINE_CPU ? "cpu" : "mock";
+        wc.engine_name = o.engine == DW_ENGINE_CPU ? "cpu"
+                         : o.engine == DW_ENGINE_CUDA ? "cuda" : "mock";
         wc.model_name = o.served_model_name;
         wc.vocab_size = cfg.vocab_size;
         wc.max_model_len = dw_engine_config(e)->max_model_len;

@@ -6,7 +6,8 @@
  * logits of its last token. The block manager decides which block ids a
  * sequence uses; the backend only reads and writes them.
  *
- * Backends: cpu (dw_backend_cpu.c), mock (timing model), cuda (later).
+ * Backends: cpu (dw_backend_cpu.c), mock (timing model), cuda
+ * (worker/cuda/dw_backend_cuda.c).
  * All calls come from the engine thread.
  */
 #ifndef DW_BACKEND_H
@@ -56,6 +57,10 @@ typedef struct {
      */
     void      *kv_mem;
     size_t     kv_mem_len;
+    /* cuda: weights (and KV cache) dtype on the device, F32, BF16 or F16
+       (the default, 0, is F32: callers pick BF16); the GPU ordinal */
+    dw_dtype_t dtype;
+    int        device;
 } dw_backend_opts_t;
 
 typedef struct {
@@ -90,6 +95,18 @@ int dw_backend_cpu_create(const dw_model_t *m, const dw_backend_opts_t *o,
  * pseudo-random ids from (seed, position, last token), so outputs repeat.
  */
 int dw_backend_mock_create(const dw_config_t *cfg, const dw_backend_opts_t *o,
+    dw_backend_t **out, char *err, size_t errlen);
+
+/*
+ * The cuda backend (worker/cuda/, built when the CUDA toolkit is there).
+ * dw_backend_cuda_devices: the number of usable devices (> 0), or 0 with
+ * err saying why there is none ("no CUDA device: cudaGetDeviceCount: ...",
+ * or "this dynamo-worker was built without CUDA"). Create fails the same
+ * way when there is no device. 0 or -1 with err; the model must outlive
+ * the backend.
+ */
+int dw_backend_cuda_devices(char *err, size_t errlen);
+int dw_backend_cuda_create(const dw_model_t *m, const dw_backend_opts_t *o,
     dw_backend_t **out, char *err, size_t errlen);
 
 #endif

@@ -21,7 +21,8 @@ enum {
     OPT_KV_MEM, OPT_MAX_SEQS, OPT_MAX_BATCHED, OPT_MAX_LEN, OPT_THREADS,
     OPT_NO_PREFIX, OPT_MOCK_SPEEDUP, OPT_MOCK_SEED, OPT_NUM_WORKERS,
     OPT_MAX_LOCAL_PREFILL, OPT_MAX_PREFILL_QUEUE, OPT_REMOTE_TIMEOUT,
-    OPT_KV_TRANSPORT, OPT_KV_PEER_ERRORS, OPT_LOG_LEVEL, OPT_HELP
+    OPT_KV_TRANSPORT, OPT_KV_PEER_ERRORS, OPT_DTYPE, OPT_TP, OPT_LOG_LEVEL,
+    OPT_HELP
 };
 
 static const struct option dw_long_opts[] = {
@@ -44,6 +45,8 @@ static const struct option dw_long_opts[] = {
     { "max-num-batched-tokens", required_argument, NULL, OPT_MAX_BATCHED },
     { "max-model-len",          required_argument, NULL, OPT_MAX_LEN },
     { "threads",                required_argument, NULL, OPT_THREADS },
+    { "dtype",                  required_argument, NULL, OPT_DTYPE },
+    { "tensor-parallel-size",   required_argument, NULL, OPT_TP },
     { "no-prefix-caching",      no_argument,       NULL, OPT_NO_PREFIX },
     { "mock-speedup",           required_argument, NULL, OPT_MOCK_SPEEDUP },
     { "mock-seed",              required_argument, NULL, OPT_MOCK_SEED },
@@ -72,8 +75,13 @@ dw_opts_usage(FILE *out)
 "\n"
 "Model and engine:\n"
 "  --model DIR                 Hugging Face model directory (required)\n"
-"  --engine cpu|mock           cpu: real forward pass; mock: timing model,\n"
-"                              needs only config.json (default cpu)\n"
+"  --engine cpu|cuda|mock      cpu: real forward pass; cuda: the same on\n"
+"                              an NVIDIA GPU; mock: timing model, needs\n"
+"                              only config.json (default cpu)\n"
+"  --dtype bf16|f16|f32        cuda: weights and KV cache on the GPU\n"
+"                              (default bf16)\n"
+"  --tensor-parallel-size N    cuda: GPUs per worker (1; more is not\n"
+"                              supported yet)\n"
 "  --served-model-name NAME    model name (default: basename of --model)\n"
 "  --threads N                 cpu threads, 0 = all cores (default 0)\n"
 "  --mock-speedup X            mock: divide modelled step times by X (1)\n"
@@ -225,6 +233,8 @@ opts_defaults(dw_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->engine = DW_ENGINE_CPU;
+    o->dtype = DW_DT_BF16;
+    o->tensor_parallel = 1;
     o->host = "127.0.0.1";
     o->port = 8000;
     o->redis = "127.0.0.1:6379";
@@ -339,6 +349,22 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
                  o->max_num_seqs);
         return -1;
     }
+    if (o->has_dtype && o->engine != DW_ENGINE_CUDA) {
+        snprintf(err, errlen, "--dtype needs --engine cuda (the cpu "
+                 "backend computes in f32 from the weights as stored)");
+        return -1;
+    }
+    if (o->tensor_parallel > 1) {
+        snprintf(err, errlen, "--tensor-parallel-size %u: only 1 is "
+                 "supported so far (tensor parallelism across GPUs is not "
+                 "implemented yet)", o->tensor_parallel);
+        return -1;
+    }
+    if (o->engine == DW_ENGINE_CUDA && o->role != KVR_ROLE_BOTH) {
+        snprintf(err, errlen, "--engine cuda does not disaggregate yet "
+                 "(KV transfer from GPU memory): use --role both");
+        return -1;
+    }
     if (o->num_workers > 1 && o->engine != DW_ENGINE_MOCK) {
         snprintf(err, errlen, "--num-workers > 1 needs --engine mock");
         return -1;
@@ -435,6 +461,8 @@ static const dw_u32_opt_t  dw_u32_opts[] = {
       2, 1U << 24, "want 2..2^24" },
     { OPT_THREADS, offsetof(dw_opts_t, threads),
       0, 1024, "want 0..1024" },
+    { OPT_TP, offsetof(dw_opts_t, tensor_parallel),
+      1, 64, "want 1..64 GPUs" },
     { OPT_NUM_WORKERS, offsetof(dw_opts_t, num_workers),
       1, 1024, "want 1..1024" },
     { OPT_MAX_LOCAL_PREFILL, offsetof(dw_opts_t, max_local_prefill),
@@ -490,11 +518,29 @@ dw_opts_parse(dw_opts_t *o, int argc, char **argv, FILE *out, char *err,
         case OPT_ENGINE:
             if (strcmp(optarg, "cpu") == 0) {
                 o->engine = DW_ENGINE_CPU;
+    o->dtype = DW_DT_BF16;
+    o->tensor_parallel = 1;
             } else if (strcmp(optarg, "mock") == 0) {
                 o->engine = DW_ENGINE_MOCK;
+            } else if (strcmp(optarg, "cuda") == 0) {
+                o->engine = DW_ENGINE_CUDA;
             } else {
-                return opts_bad(err, errlen, name, optarg, "want cpu or mock");
+                return opts_bad(err, errlen, name, optarg,
+                                "want cpu, cuda or mock");
             }
+            break;
+        case OPT_DTYPE:
+            if (strcmp(optarg, "bf16") == 0) {
+                o->dtype = DW_DT_BF16;
+            } else if (strcmp(optarg, "f16") == 0) {
+                o->dtype = DW_DT_F16;
+            } else if (strcmp(optarg, "f32") == 0) {
+                o->dtype = DW_DT_F32;
+            } else {
+                return opts_bad(err, errlen, name, optarg,
+                                "want bf16, f16 or f32");
+            }
+            o->has_dtype = 1;
             break;
         case OPT_HOST:
             o->host = optarg;

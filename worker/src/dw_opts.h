@@ -8,11 +8,13 @@
 #include <stdio.h>
 
 #include "dw_log.h"
+#include "dw_model.h"
 #include "kvr_worker.h"
 
 typedef enum {
     DW_ENGINE_CPU = 0,
-    DW_ENGINE_MOCK
+    DW_ENGINE_MOCK,
+    DW_ENGINE_CUDA
 } dw_engine_kind_t;
 
 typedef struct {
@@ -36,6 +38,10 @@ typedef struct {
     uint32_t           max_num_batched_tokens;
     uint32_t           max_model_len;      /* 0: the model's */
     uint32_t           threads;            /* 0: all cores */
+    int                has_dtype;          /* --dtype given */
+    dw_dtype_t         dtype;              /* cuda: weights on the device
+                                              (default bf16) */
+    uint32_t           tensor_parallel;    /* --tensor-parallel-size (1) */
     int                prefix_caching;
     double             mock_speedup;
     uint64_t           mock_seed;

@@ -137,6 +137,14 @@ int dw_xfer_layout_cpu(dw_xfer_layout_t *l, const char *model,
     const dw_config_t *cfg, uint32_t block_size, uint32_t n_blocks,
     char *err, size_t errlen);
 /*
+ * A block-major pool (the cuda backend's, worker/cuda/dw_cuda.h): each
+ * block one contiguous region of 2 * n_layers chunks, chunk (layer, s) at
+ * (layer * 2 + s) * chunk_bytes in it; K/V elements of dtype. 0 or -1.
+ */
+int dw_xfer_layout_block_major(dw_xfer_layout_t *l, const char *model,
+    const dw_config_t *cfg, dw_dtype_t dtype, uint32_t block_size,
+    uint32_t n_blocks, char *err, size_t errlen);
+/*
  * Self-consistency: sizes non-zero, chunk and block bytes agree with the
  * shape and dtype, chunks do not overlap, and every chunk of every block
  * ends within length bytes (the registered region). 0 or -1 with err.

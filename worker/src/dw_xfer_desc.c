@@ -114,6 +114,43 @@ dw_xfer_layout_cpu(dw_xfer_layout_t *l, const char *model,
                                    errlen);
 }
 
+int
+dw_xfer_layout_block_major(dw_xfer_layout_t *l, const char *model,
+    const dw_config_t *cfg, dw_dtype_t dtype, uint32_t block_size,
+    uint32_t n_blocks, char *err, size_t errlen)
+{
+    uint64_t  chunk;
+
+    memset(l, 0, sizeof(*l));
+    if (strlen(model) >= sizeof(l->model)) {
+        dw_errf(err, errlen, "model id longer than %zu bytes",
+                sizeof(l->model) - 1);
+        return -1;
+    }
+    strcpy(l->model, model);
+    l->dtype = dtype;
+    l->n_layers = cfg->n_layers;
+    l->n_kv_heads = cfg->n_kv_heads;
+    l->head_dim = cfg->head_dim;
+    l->block_size = block_size;
+    l->n_blocks = n_blocks;
+    if (mul64((uint64_t) block_size * cfg->n_kv_heads, cfg->head_dim, &chunk)
+        || mul64(chunk, dw_dtype_size(dtype), &chunk)
+        || mul64(chunk, 2 * (uint64_t) cfg->n_layers, &l->block_bytes)
+        || mul64(l->block_bytes, n_blocks, &l->layer_stride))
+    {
+        dw_errf(err, errlen, "KV pool size overflows");
+        return -1;
+    }
+    /* block b, layer l, K/V s: ((b * n_layers + l) * 2 + s) * chunk */
+    l->chunk_bytes = chunk;
+    l->kv_stride = chunk;
+    l->layer_stride = 2 * chunk;
+    l->block_stride = l->block_bytes;
+    return dw_xfer_layout_validate(l, l->block_bytes * n_blocks, err,
+                                   errlen);
+}
+
 /*
  * Chunks must not overlap: with the three strides sorted, each must be
  * at least the extent of everything below it (a mixed radix). That is

@@ -152,6 +152,25 @@ test_every_flag(void **state)
     assert_int_equal(o.remote_prefill_timeout_ms, 3600000);
     assert_string_equal(o.kv_transport, "^cuda_ipc");
 
+    /* the cuda backend: bf16 by default, --dtype, one GPU */
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--engine", "cuda", NULL), 0);
+    assert_int_equal(o.engine, DW_ENGINE_CUDA);
+    assert_int_equal(o.dtype, DW_DT_BF16);
+    assert_int_equal(o.has_dtype, 0);
+    assert_int_equal(o.tensor_parallel, 1);
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--engine", "cuda", "--dtype", "f16",
+        "--tensor-parallel-size", "1", NULL), 0);
+    assert_int_equal(o.dtype, DW_DT_F16);
+    assert_int_equal(o.has_dtype, 1);
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--dtype", "f32", "--engine", "cuda", NULL), 0);
+    assert_int_equal(o.dtype, DW_DT_F32);
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--engine", "cuda", "--role", "decode", NULL), -1);
+    assert_non_null(strstr(err, "--engine cuda does not disaggregate"));
+
     assert_int_equal(parse_args(&o, err, sizeof(err), "--help", NULL), 1);
 }
 
@@ -162,6 +181,14 @@ typedef struct {
 
 static const bad_t  bad[] = {
     { { "--model", "m", "--engine", "gpu" }, "--engine 'gpu'" },
+    { { "--model", "m", "--dtype", "fp8" }, "--dtype 'fp8'" },
+    { { "--model", "m", "--dtype", "bf16" }, "--dtype needs --engine cuda" },
+    { { "--model", "m", "--tensor-parallel-size", "0" },
+      "--tensor-parallel-size '0'" },
+    { { "--model", "m", "--tensor-parallel-size", "65" },
+      "--tensor-parallel-size '65'" },
+    { { "--model", "m", "--tensor-parallel-size", "2" },
+      "--tensor-parallel-size 2: only 1 is supported" },
     { { "--model", "m", "--port", "65536" }, "--port '65536'" },
     { { "--model", "m", "--port", "-1" }, "--port '-1'" },
     { { "--model", "m", "--port", "80x" }, "--port '80x'" },

@@ -122,6 +122,41 @@ test_layout_cpu(void **state)
                      -1);
 }
 
+/* The cuda backend's pool (dw_cuda.h): block-major, BF16. */
+static void
+test_layout_block_major(void **state)
+{
+    dw_config_t       c = shape(3, 2, 8);
+    dw_xfer_layout_t  l, cpu;
+    char              err[128];
+
+    (void) state;
+    assert_int_equal(dw_xfer_layout_block_major(&l, "m", &c, DW_DT_BF16, 16,
+                                                10, err, sizeof(err)), 0);
+    /* one chunk: 16 tokens * 2 heads * 8 dims * 2 bytes */
+    assert_int_equal(l.chunk_bytes, 512);
+    assert_int_equal(l.block_bytes, 3 * 2 * 512);
+    assert_int_equal(l.block_stride, 3072);
+    assert_int_equal(l.layer_stride, 1024);
+    assert_int_equal(l.kv_stride, 512);
+    /* dw_cuda.h: chunk (b, l, s) at ((b * n_layers + l) * 2 + s) * chunk */
+    assert_int_equal(dw_xfer_chunk_off(&l, 2, 1, 7),
+                     ((7 * 3 + 2) * 2 + 1) * 512);
+    assert_int_equal(dw_xfer_layout_validate(&l, 30720, err, sizeof(err)),
+                     0);
+    assert_int_equal(dw_xfer_layout_validate(&l, 30719, err, sizeof(err)),
+                     -1);
+    /* a cpu pool (f32) and a cuda pool (bf16) do not exchange blocks */
+    assert_int_equal(dw_xfer_layout_cpu(&cpu, "m", &c, 16, 10, err,
+                                        sizeof(err)), 0);
+    assert_int_equal(dw_xfer_layout_check(&cpu, &l, err, sizeof(err)), -1);
+    /* f32 block-major: same chunks as the cpu pool, other strides */
+    assert_int_equal(dw_xfer_layout_block_major(&l, "m", &c, DW_DT_F32, 16,
+                                                10, err, sizeof(err)), 0);
+    assert_int_equal(l.chunk_bytes, cpu.chunk_bytes);
+    assert_int_equal(dw_xfer_layout_check(&cpu, &l, err, sizeof(err)), 0);
+}
+
 static void
 test_layout_check_messages(void **state)
 {
@@ -1122,6 +1157,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_base64_rfc4648),
         cmocka_unit_test(test_layout_cpu),
+        cmocka_unit_test(test_layout_block_major),
         cmocka_unit_test(test_layout_check_messages),
         cmocka_unit_test(test_desc_round_trip_and_refusals),
         cmocka_unit_test(test_connect_refuses_mismatch),

@@ -1,0 +1,192 @@
+/*
+ * dynamo-worker: attention over prompt chunks (prefill), flash-attention
+ * style: grid (query tile of BM rows, head, sequence); the block walks
+ * the keys 0..(last position of its tile) in tiles of BN, staging each
+ * K/V tile from the paged pool in shared memory (BF16), and keeps per
+ * row a running max, sum and output (online softmax), so scores never
+ * reach global memory. Four threads per query row, each with a quarter
+ * of head_dim (dims qd, qd + 4, ...) in registers; scores are summed
+ * across the four by shuffles. Causal by position: a row at position p
+ * takes keys t <= p, which covers cached prefixes and earlier chunks.
+ * GQA: head h reads KV head h / (n_heads / n_kv_heads).
+ *
+ * F32 arithmetic on CUDA cores: the reference kernel, correct for every
+ * shape; a tensor-core (mma) version is the performance step.
+ */
+#include <math.h>
+
+#include "dw_cu_int.cuh"
+
+#define BM  32
+#define BN  32
+#define PF_THREADS  (BM * 4)
+
+template <int ND>
+static __global__ void __launch_bounds__(PF_THREADS)
+prefill_k(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q, size_t ldq,
+    dw_cu_kv_t kv, uint32_t layer, uint32_t n_heads, const uint32_t *tables,
+    uint32_t max_blocks, const uint32_t *q_start, const uint32_t *q_len,
+    const uint32_t *pos0, float scale)
+{
+    extern __shared__ dw_bf16_t  kvs[];            /* K [BN][hd], V [BN][hd] */
+    __shared__ float             scs[BM][BN];       /* a row's scores */
+    uint32_t   h = blockIdx.y, s = blockIdx.z;
+    uint32_t   hd = kv.head_dim, bs = kv.block_size;
+    uint32_t   kvh = h / (n_heads / kv.n_kv_heads);
+    uint32_t   ql = q_len[s], r0 = blockIdx.x * BM;
+    uint32_t   row = threadIdx.x >> 2, qd = threadIdx.x & 3;
+    uint32_t   r = r0 + row, p, n_keys;
+    int        valid = r < ql;
+    const uint32_t *table = tables + (size_t) s * max_blocks;
+    dw_bf16_t *Ks = kvs, *Vs = kvs + BN * hd;
+    float     *sc = scs[threadIdx.x >> 2];
+    float      qr[ND], acc[ND], m = -INFINITY, l = 0;
+
+    if (r0 >= ql) {
+        return;
+    }
+    p = pos0[s] + r;
+    n_keys = pos0[s] + (ql - r0 < BM ? ql : r0 + BM);
+#pragma unroll
+    for (int i = 0; i < ND; i++) {
+        uint32_t  d = qd + 4 * i;
+
+        qr[i] = valid && d < hd
+                ? dw_ld(q + (size_t) (q_start[s] + r) * ldq
+                        + (size_t) h * hd + d) * scale
+                : 0.0f;
+        acc[i] = 0;
+    }
+    for (uint32_t kt = 0; kt < n_keys; kt += BN) {
+        float  mt, corr;
+
+        __syncthreads();                  /* the last tile is consumed */
+        for (uint32_t i = threadIdx.x; i < BN * hd; i += PF_THREADS) {
+            uint32_t   jj = i / hd, d = i % hd, t = kt + jj;
+            dw_bf16_t  kb = 0, vb = 0;
+
+            if (t < n_keys) {
+                size_t  o = dw_kv_off(kv, table[t / bs], layer, 0, t % bs)
+                            + (size_t) kvh * hd + d;
+
+                kb = kv.base[o];
+                /* V's chunk follows K's in the block */
+                vb = kv.base[o + (size_t) bs * kv.n_kv_heads * hd];
+            }
+            Ks[i] = kb;
+            Vs[i] = vb;
+        }
+        __syncthreads();
+
+        /* scores of this row's BN keys, kept in shared memory (a
+           register array would need the key loop unrolled: slow to
+           compile, no faster) */
+        mt = m;
+#pragma unroll 2
+        for (int jj = 0; jj < BN; jj++) {
+            float  part = 0;
+
+#pragma unroll
+            for (int i = 0; i < ND; i++) {
+                uint32_t  d = qd + 4 * i;
+
+                if (d < hd) {
+                    part += qr[i] * dw_ld(Ks + jj * hd + d);
+                }
+            }
+            part += __shfl_xor_sync(0xffffffffu, part, 1);
+            part += __shfl_xor_sync(0xffffffffu, part, 2);
+            part = kt + jj <= p && kt + jj < n_keys ? part : -INFINITY;
+            if (qd == 0) {
+                sc[jj] = part;
+            }
+            mt = fmaxf(mt, part);
+        }
+        __syncwarp();
+        if (mt == -INFINITY) {
+            continue;                     /* nothing visible to this row */
+        }
+        corr = expf(m - mt);              /* m = -inf: 0 */
+        l *= corr;
+#pragma unroll
+        for (int i = 0; i < ND; i++) {
+            acc[i] *= corr;
+        }
+#pragma unroll 2
+        for (int jj = 0; jj < BN; jj++) {
+            float  pj = expf(sc[jj] - mt);
+
+            l += pj;
+#pragma unroll
+            for (int i = 0; i < ND; i++) {
+                uint32_t  d = qd + 4 * i;
+
+                if (d < hd) {
+                    acc[i] += pj * dw_ld(Vs + jj * hd + d);
+                }
+            }
+        }
+        m = mt;
+    }
+    if (!valid) {
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < ND; i++) {
+        uint32_t  d = qd + 4 * i;
+
+        if (d < hd) {
+            dw_st(out + (size_t) (q_start[s] + r) * ldo + (size_t) h * hd + d,
+                  acc[i] / l);
+        }
+    }
+}
+
+template <int ND>
+static cudaError_t
+prefill_launch(dim3 grid, size_t smem, cudaStream_t st, dw_bf16_t *out,
+    size_t ldo, const dw_bf16_t *q, size_t ldq, const dw_cu_kv_t *kv,
+    uint32_t layer, uint32_t n_heads, const uint32_t *tables,
+    uint32_t max_blocks, const uint32_t *q_start, const uint32_t *q_len,
+    const uint32_t *pos0, float scale)
+{
+    prefill_k<ND><<<grid, PF_THREADS, smem, st>>>(out, ldo, q, ldq, *kv,
+        layer, n_heads, tables, max_blocks, q_start, q_len, pos0, scale);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+dw_cu_attn_prefill(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
+    size_t ldq, const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
+    const uint32_t *tables, uint32_t max_blocks, const uint32_t *q_start,
+    const uint32_t *q_len, const uint32_t *pos0, uint32_t n_seqs,
+    uint32_t max_q_len, float scale, cudaStream_t st)
+{
+    uint32_t  hd = kv->head_dim;
+    size_t    smem = (size_t) 2 * BN * hd * sizeof(dw_bf16_t);
+    dim3      grid;
+
+    if (n_seqs == 0 || max_q_len == 0) {
+        return cudaSuccess;
+    }
+    if (kv->n_kv_heads == 0 || n_heads % kv->n_kv_heads != 0 || hd == 0
+        || hd > DW_CU_MAX_HEAD_DIM || layer >= kv->n_layers
+        || kv->block_size == 0 || n_heads > 65535 || n_seqs > 65535)
+    {
+        return cudaErrorInvalidValue;
+    }
+    grid = dim3(dw_cdiv(max_q_len, BM), n_heads, n_seqs);
+    if (hd <= 64) {
+        return prefill_launch<16>(grid, smem, st, out, ldo, q, ldq, kv, layer,
+                                  n_heads, tables, max_blocks, q_start, q_len,
+                                  pos0, scale);
+    }
+    if (hd <= 128) {
+        return prefill_launch<32>(grid, smem, st, out, ldo, q, ldq, kv, layer,
+                                  n_heads, tables, max_blocks, q_start, q_len,
+                                  pos0, scale);
+    }
+    return prefill_launch<64>(grid, smem, st, out, ldo, q, ldq, kv, layer,
+                              n_heads, tables, max_blocks, q_start, q_len,
+                              pos0, scale);
+}

@@ -1,0 +1,81 @@
+/*
+ * dynamo-worker: RoPE of q and k, and the K/V write into the paged pool
+ * (one block per row). The angle is (float) pos * inv_freq[i] and its
+ * cosine and sine full-precision sincosf, as the cpu kernel computes
+ * them, so both backends rotate by the same angles; llama3 scaling lives
+ * in inv_freq (dw_kern_rope_freqs).
+ */
+#include "dw_cu_int.cuh"
+
+#define ROPE_THREADS  128
+
+static __device__ __forceinline__ void
+rope_head(dw_bf16_t *h, uint32_t half, const float *cs)
+{
+    for (uint32_t i = threadIdx.x; i < half; i += blockDim.x) {
+        float  c = cs[i], s = cs[half + i];
+        float  x0 = dw_ld(h + i), x1 = dw_ld(h + half + i);
+
+        dw_st(h + i, x0 * c - x1 * s);
+        dw_st(h + half + i, x1 * c + x0 * s);
+    }
+}
+
+static __global__ void
+rope_kv_k(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
+    uint32_t n_heads, const uint32_t *pos, const uint32_t *slot,
+    const float *inv_freq, dw_cu_kv_t kv, uint32_t layer)
+{
+    extern __shared__ float  cs[];          /* cos [half], sin [half] */
+    size_t      r = blockIdx.x;
+    uint32_t    hd = kv.head_dim, half = hd / 2, kvd = kv.n_kv_heads * hd;
+    uint32_t    p = pos[r], sl = slot[r];
+    dw_bf16_t  *qr = q + r * ld, *kr = k + r * ld;
+    const dw_bf16_t *vr = v + r * ld;
+    dw_bf16_t  *K, *V;
+
+    for (uint32_t i = threadIdx.x; i < half; i += blockDim.x) {
+        float  s, c;
+
+        sincosf((float) p * inv_freq[i], &s, &c);
+        cs[i] = c;
+        cs[half + i] = s;
+    }
+    __syncthreads();
+    for (uint32_t h = 0; h < n_heads; h++) {
+        rope_head(qr + (size_t) h * hd, half, cs);
+    }
+    for (uint32_t h = 0; h < kv.n_kv_heads; h++) {
+        rope_head(kr + (size_t) h * hd, half, cs);
+    }
+    __syncthreads();                  /* k rows roped by other threads */
+    K = kv.base + dw_kv_off(kv, sl / kv.block_size, layer, 0,
+                            sl % kv.block_size);
+    V = kv.base + dw_kv_off(kv, sl / kv.block_size, layer, 1,
+                            sl % kv.block_size);
+    for (uint32_t j = threadIdx.x; j < kvd; j += blockDim.x) {
+        K[j] = kr[j];
+        V[j] = vr[j];
+    }
+}
+
+extern "C" cudaError_t
+dw_cu_rope_kv(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
+    uint32_t rows, uint32_t n_heads, const uint32_t *pos,
+    const uint32_t *slot, const float *inv_freq, const dw_cu_kv_t *kv,
+    uint32_t layer, cudaStream_t st)
+{
+    uint32_t  hd = kv->head_dim;
+
+    if (rows == 0) {
+        return cudaSuccess;
+    }
+    if (hd < 2 || hd % 2 != 0 || hd > DW_CU_MAX_HEAD_DIM
+        || layer >= kv->n_layers || kv->block_size == 0)
+    {
+        return cudaErrorInvalidValue;
+    }
+    rope_kv_k<<<rows, ROPE_THREADS, hd * sizeof(float), st>>>(
+        q, k, v, ld, n_heads, pos, slot, inv_freq, *kv, layer);
+    return cudaGetLastError();
+}

@@ -1,0 +1,144 @@
+/*
+ * dynamo-worker: the cuda backend's kernels, C-callable (worker/cuda/).
+ *
+ * Storage is BF16 (passed as its bits, dw_bf16_t), arithmetic F32. The
+ * residual stream x is kept in F32 between layers (as the cpu backend
+ * does), so only GEMM inputs and outputs and the KV cache round to BF16.
+ * Every launcher checks its arguments (cudaErrorInvalidValue when a
+ * shape is out of what the kernel handles), enqueues on stream and
+ * returns cudaGetLastError(); nothing synchronises. All pointers are
+ * device pointers unless said otherwise; matrices are row-major with a
+ * leading dimension ld in elements (rows of a fused QKV or gate/up GEMM
+ * output can be addressed in place).
+ *
+ * KV pool (device memory), block-major: block b holds, for every layer l
+ * and s = 0 (K) / 1 (V), one chunk of block_size x n_kv_heads x head_dim
+ * elements, token-major ([slot][kv head][dim]); chunk (b, l, s) starts at
+ * element ((b * n_layers + l) * 2 + s) * chunk, chunk = block_size *
+ * n_kv_heads * head_dim. A block is thus one contiguous region of
+ * 2 * n_layers * chunk elements (one RMA put moves it), described for
+ * the transfer layer by dw_xfer_layout_block_major (worker/XFER.md).
+ * Position t of a sequence lives in block table[t / block_size], slot
+ * t % block_size; a row's "slot" below is the pool-wide index
+ * block * block_size + slot.
+ */
+#ifndef DW_CUDA_H
+#define DW_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t  dw_bf16_t;
+
+typedef struct {
+    dw_bf16_t  *base;
+    uint32_t    n_layers;
+    uint32_t    n_kv_heads;
+    uint32_t    head_dim;
+    uint32_t    block_size;
+    uint32_t    n_blocks;
+} dw_cu_kv_t;
+
+/* Largest head_dim the attention and RoPE kernels take (even, >= 2). */
+#define DW_CU_MAX_HEAD_DIM   256
+/* Largest n_heads / n_kv_heads the decode kernel takes. */
+#define DW_CU_MAX_GROUP      16
+/* Keys per split of the decode kernel (split-K over long contexts). */
+#define DW_CU_DECODE_SPLIT   512
+
+/* ---- dw_cu_elem.cu ---- */
+
+/* x[r][0..n) = F32 of E[tokens[r]] (E: vocab x n, BF16). */
+cudaError_t dw_cu_embed(float *x, const dw_bf16_t *E, const uint32_t *tokens,
+    uint32_t rows, uint32_t n, cudaStream_t st);
+
+/* y[r * ldy + i] = silu(g[r * ldg + i]) * u[r * ldg + i], i < n (g and u
+   share ld: the halves of one gate/up output, or two matrices alike). */
+cudaError_t dw_cu_swiglu(dw_bf16_t *y, size_t ldy, const dw_bf16_t *g,
+    const dw_bf16_t *u, size_t ldg, uint32_t rows, uint32_t n,
+    cudaStream_t st);
+
+/* x[r][i] += d[r * ldd + i] (+ bias[i] when bias is not NULL), the
+   residual add after attention's o and the MLP's down projection. */
+cudaError_t dw_cu_residual_add(float *x, const dw_bf16_t *d, size_t ldd,
+    const float *bias, uint32_t rows, uint32_t n, cudaStream_t st);
+
+/* ---- dw_cu_norm.cu ---- */
+
+/* y[r * ldy + i] = BF16(x[r][i] / rms(x[r]) * g[i]), n elements a row
+   (x F32 with rows of n, g F32). */
+cudaError_t dw_cu_rmsnorm(dw_bf16_t *y, size_t ldy, const float *x,
+    const float *g, uint32_t rows, uint32_t n, float eps, cudaStream_t st);
+/* The residual add fused with the next norm: x[r] += d[r] (+ bias), then
+   y[r] = rmsnorm(x[r]) * g. */
+cudaError_t dw_cu_add_rmsnorm(dw_bf16_t *y, size_t ldy, float *x,
+    const dw_bf16_t *d, size_t ldd, const float *bias, const float *g,
+    uint32_t rows, uint32_t n, float eps, cudaStream_t st);
+/* Final norm of selected rows (the logits rows): y[i * ldy ..] =
+   rmsnorm(x[rows_idx[i]]) * g, the input of the lm_head GEMM. */
+cudaError_t dw_cu_rmsnorm_rows(dw_bf16_t *y, size_t ldy, const float *x,
+    const uint32_t *rows_idx, const float *g, uint32_t n_rows, uint32_t n,
+    float eps, cudaStream_t st);
+
+/* ---- dw_cu_rope.cu ---- */
+
+/*
+ * HF rotate-half RoPE of each row's q heads and k heads in place (pairs
+ * (i, i + hd/2) by angle pos[r] * inv_freq[i], inv_freq from
+ * dw_kern_rope_freqs: llama3 scaling included), then the row's roped K
+ * and its V written into the pool at layer, pool slot slot[r]. q, k, v:
+ * rows of n_heads*hd, n_kv_heads*hd and n_kv_heads*hd elements, ld apart.
+ */
+cudaError_t dw_cu_rope_kv(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v,
+    size_t ld, uint32_t rows, uint32_t n_heads, const uint32_t *pos,
+    const uint32_t *slot, const float *inv_freq, const dw_cu_kv_t *kv,
+    uint32_t layer, cudaStream_t st);
+
+/* ---- dw_cu_attn_decode.cu ---- */
+
+/*
+ * One query row per sequence (decode), grouped-query attention over
+ * positions 0..ctx_len[s]-1 of the sequence's block table (the new
+ * token's K/V already in the pool, dw_cu_rope_kv). out[s] = n_heads*hd
+ * BF16 (ldo apart); q rows ldq apart. tables: n_seqs x max_blocks block
+ * ids. Split-K: keys in splits of DW_CU_DECODE_SPLIT, each split's partial
+ * (max, sum, out) in ws, then merged; ws must hold
+ * dw_cu_attn_decode_ws(n_seqs, n_heads, head_dim, max_ctx) bytes, max_ctx
+ * >= every ctx_len.
+ */
+size_t dw_cu_attn_decode_ws(uint32_t n_seqs, uint32_t n_heads,
+    uint32_t head_dim, uint32_t max_ctx);
+cudaError_t dw_cu_attn_decode(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
+    size_t ldq, const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
+    const uint32_t *tables, uint32_t max_blocks, const uint32_t *ctx_len,
+    uint32_t n_seqs, uint32_t max_ctx, float scale, void *ws,
+    cudaStream_t st);
+
+/* ---- dw_cu_attn_prefill.cu ---- */
+
+/*
+ * Prompt chunks: sequence s has q_len[s] query rows starting at row
+ * q_start[s] of q (and of out), at positions pos0[s]..pos0[s]+q_len[s]-1;
+ * row at position p attends causally to positions 0..p through the
+ * sequence's block table (earlier chunks and cached prefixes included;
+ * this chunk's K/V already written by dw_cu_rope_kv). Tiled with an
+ * online softmax (flash-attention style), GQA. max_q_len >= every q_len;
+ * at most 65535 sequences a call.
+ */
+cudaError_t dw_cu_attn_prefill(dw_bf16_t *out, size_t ldo,
+    const dw_bf16_t *q, size_t ldq, const dw_cu_kv_t *kv, uint32_t layer,
+    uint32_t n_heads, const uint32_t *tables, uint32_t max_blocks,
+    const uint32_t *q_start, const uint32_t *q_len, const uint32_t *pos0,
+    uint32_t n_seqs, uint32_t max_q_len, float scale, cudaStream_t st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * The cuda backend where there is no GPU (CI, this test's usual home):
+ * asking for it fails with a message that says why and points at the cpu
+ * backend, whether the worker was built with CUDA (no device, no driver)
+ * or without (no nvcc). Skipped where a device is present (make test-gpu
+ * covers that case). What the backend does not support yet is refused
+ * by name, device or not.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "dw_backend.h"
+#include "dw_model.h"
+#include "support/dw_tsupport_model.h"
+
+static void
+no_device_message(const char *err)
+{
+    assert_true(strstr(err, "no CUDA device: cudaGetDeviceCount: ") != NULL
+                || strstr(err, "built without CUDA") != NULL);
+    assert_non_null(strstr(err, "use --engine cpu"));
+}
+
+static void
+test_no_device(void **state)
+{
+    char              err[512];
+    dw_model_t       *m;
+    dw_backend_opts_t bo;
+    dw_backend_t     *be = (dw_backend_t *) &bo;
+
+    err[0] = '\0';
+    if (dw_backend_cuda_devices(err, sizeof(err)) > 0) {
+        skip();                      /* a GPU: make test-gpu's business */
+    }
+    no_device_message(err);
+
+    assert_int_equal(dw_model_load(DW_TS_STORIES, &m, err, sizeof(err)), 0);
+    memset(&bo, 0, sizeof(bo));
+    bo.block_size = 16;
+    bo.n_blocks = 8;
+    bo.dtype = DW_DT_BF16;
+    err[0] = '\0';
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_null(be);
+    no_device_message(err);
+    /* asking twice gives the same answer (no sticky CUDA error) */
+    err[0] = '\0';
+    assert_int_equal(dw_backend_cuda_devices(err, sizeof(err)), 0);
+    no_device_message(err);
+    dw_model_free(m);
+}
+
+/* What the backend does not run yet is named, GPU or not (a build
+   without CUDA says only that). */
+static void
+test_unsupported(void **state)
+{
+    char               err[512];
+    dw_model_t        *m;
+    dw_backend_opts_t  bo;
+    dw_backend_t      *be = (dw_backend_t *) &bo;
+    float              pool[16];
+
+    assert_int_equal(dw_model_load(DW_TS_STORIES, &m, err, sizeof(err)), 0);
+    memset(&bo, 0, sizeof(bo));
+    bo.block_size = 16;
+    bo.n_blocks = 8;
+    bo.dtype = DW_DT_F16;
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_null(be);
+    if (strstr(err, "built without CUDA") != NULL) {
+        dw_model_free(m);
+        skip();
+    }
+    assert_string_equal(err, "cuda backend: only --dtype bf16 so far");
+    bo.dtype = DW_DT_BF16;
+    bo.kv_mem = pool;
+    bo.kv_mem_len = sizeof(pool);
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "caller-provided KV pool"));
+    bo.kv_mem = NULL;
+    bo.n_blocks = 0;
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "block_size and n_blocks must be positive"));
+    dw_model_free(m);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_no_device),
+        cmocka_unit_test(test_unsupported),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -50,12 +50,7 @@ nginx_bin() {
     fi
 }
 
-free_port() {
-    perl -MIO::Socket::INET -e '
-        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
-                                      LocalPort => 0) or die "$!\n";
-        print $s->sockport, "\n";'
-}
+. "$repo/scripts/lib.sh"        # free_port
 
 # alive PIDFILE: the process in PIDFILE runs (and is not a zombie)
 alive() {

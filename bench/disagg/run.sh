@@ -73,12 +73,7 @@ NGINX_BIN=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 # nginx takes $NGINX for listening sockets inherited in a binary upgrade
 unset NGINX
 
-free_port() {
-    perl -MIO::Socket::INET -e '
-        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
-                                      LocalPort => 0) or die "$!\n";
-        print $s->sockport, "\n";'
-}
+. "$repo/scripts/lib.sh"        # free_port
 
 wait_http() {   # URL WHAT
     w_i=0

@@ -79,12 +79,7 @@ fi
 rm -rf "$dir"
 mkdir -p "$dir/a" "$dir/b" "$dir/bodies" "$dir/out"
 
-free_port() {
-    perl -MIO::Socket::INET -e '
-        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
-                                      LocalPort => 0) or die "$!\n";
-        print $s->sockport, "\n";'
-}
+. "$repo/scripts/lib.sh"        # free_port
 
 pids=""
 cleanup() {

@@ -57,8 +57,7 @@ dw_cu_swiglu(dw_bf16_t *y, size_t ldy, const dw_bf16_t *g,
     if (n == 0) {
         return cudaErrorInvalidValue;
     }
-    grid = dim3(dw_cdiv(n, 256) < 64 ? dw_cdiv(n, 256) : 64,
-                rows < 65535 ? rows : 65535);
+    grid = dw_rows_grid(rows, n);
     swiglu_k<<<grid, 256, 0, st>>>(y, ldy, g, u, ldg, rows, n);
     return cudaGetLastError();
 }
@@ -90,8 +89,7 @@ dw_cu_residual_add(float *x, const dw_bf16_t *d, size_t ldd,
     if (n == 0) {
         return cudaErrorInvalidValue;
     }
-    grid = dim3(dw_cdiv(n, 256) < 64 ? dw_cdiv(n, 256) : 64,
-                rows < 65535 ? rows : 65535);
+    grid = dw_rows_grid(rows, n);
     residual_k<<<grid, 256, 0, st>>>(x, d, ldd, bias, rows, n);
     return cudaGetLastError();
 }

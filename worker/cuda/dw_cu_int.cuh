@@ -76,4 +76,12 @@ dw_cdiv(size_t a, size_t b)
     return (unsigned) ((a + b - 1) / b);
 }
 
+/* A grid for a grid-stride loop over rows x n elements (256 threads). */
+static inline dim3
+dw_rows_grid(uint32_t rows, uint32_t n)
+{
+    return dim3(dw_cdiv(n, 256) < 64 ? dw_cdiv(n, 256) : 64,
+                rows < 65535 ? rows : 65535);
+}
+
 #endif

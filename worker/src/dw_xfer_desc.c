@@ -78,46 +78,14 @@ mul64(uint64_t a, uint64_t b, uint64_t *r)
     return 0;
 }
 
-int
-dw_xfer_layout_cpu(dw_xfer_layout_t *l, const char *model,
-    const dw_config_t *cfg, uint32_t block_size, uint32_t n_blocks,
-    char *err, size_t errlen)
-{
-    uint64_t  chunk, pool;
-
-    memset(l, 0, sizeof(*l));
-    if (strlen(model) >= sizeof(l->model)) {
-        dw_errf(err, errlen, "model id longer than %zu bytes",
-                sizeof(l->model) - 1);
-        return -1;
-    }
-    strcpy(l->model, model);
-    l->dtype = DW_DT_F32;          /* the cpu backend keeps K/V in f32 */
-    l->n_layers = cfg->n_layers;
-    l->n_kv_heads = cfg->n_kv_heads;
-    l->head_dim = cfg->head_dim;
-    l->block_size = block_size;
-    l->n_blocks = n_blocks;
-    if (mul64((uint64_t) block_size * cfg->n_kv_heads, cfg->head_dim, &chunk)
-        || mul64(chunk, 4, &chunk)
-        || mul64(chunk, n_blocks, &pool)
-        || mul64(chunk, 2 * (uint64_t) cfg->n_layers, &l->block_bytes)
-        || mul64(pool, 2, &l->layer_stride))
-    {
-        dw_errf(err, errlen, "KV pool size overflows");
-        return -1;
-    }
-    l->chunk_bytes = chunk;
-    l->kv_stride = pool;
-    l->block_stride = chunk;
-    return dw_xfer_layout_validate(l, l->layer_stride * l->n_layers, err,
-                                   errlen);
-}
-
-int
-dw_xfer_layout_block_major(dw_xfer_layout_t *l, const char *model,
-    const dw_config_t *cfg, dw_dtype_t dtype, uint32_t block_size,
-    uint32_t n_blocks, char *err, size_t errlen)
+/*
+ * What both layouts share: the model, dtype and shape, chunk_bytes and
+ * block_bytes. 0, or -1 with err.
+ */
+static int
+layout_shape(dw_xfer_layout_t *l, const char *model, const dw_config_t *cfg,
+    dw_dtype_t dtype, uint32_t block_size, uint32_t n_blocks, char *err,
+    size_t errlen)
 {
     uint64_t  chunk;
 
@@ -136,19 +104,61 @@ dw_xfer_layout_block_major(dw_xfer_layout_t *l, const char *model,
     l->n_blocks = n_blocks;
     if (mul64((uint64_t) block_size * cfg->n_kv_heads, cfg->head_dim, &chunk)
         || mul64(chunk, dw_dtype_size(dtype), &chunk)
-        || mul64(chunk, 2 * (uint64_t) cfg->n_layers, &l->block_bytes)
-        || mul64(l->block_bytes, n_blocks, &l->layer_stride))
+        || mul64(chunk, 2 * (uint64_t) cfg->n_layers, &l->block_bytes))
     {
         dw_errf(err, errlen, "KV pool size overflows");
         return -1;
     }
-    /* block b, layer l, K/V s: ((b * n_layers + l) * 2 + s) * chunk */
     l->chunk_bytes = chunk;
-    l->kv_stride = chunk;
-    l->layer_stride = 2 * chunk;
-    l->block_stride = l->block_bytes;
-    return dw_xfer_layout_validate(l, l->block_bytes * n_blocks, err,
+    return 0;
+}
+
+int
+dw_xfer_layout_cpu(dw_xfer_layout_t *l, const char *model,
+    const dw_config_t *cfg, uint32_t block_size, uint32_t n_blocks,
+    char *err, size_t errlen)
+{
+    uint64_t  pool;
+
+    /* the cpu backend keeps K/V in f32 */
+    if (layout_shape(l, model, cfg, DW_DT_F32, block_size, n_blocks, err,
+                     errlen) != 0)
+    {
+        return -1;
+    }
+    if (mul64(l->chunk_bytes, n_blocks, &pool)
+        || mul64(pool, 2, &l->layer_stride))
+    {
+        dw_errf(err, errlen, "KV pool size overflows");
+        return -1;
+    }
+    l->kv_stride = pool;
+    l->block_stride = l->chunk_bytes;
+    return dw_xfer_layout_validate(l, l->layer_stride * l->n_layers, err,
                                    errlen);
+}
+
+int
+dw_xfer_layout_block_major(dw_xfer_layout_t *l, const char *model,
+    const dw_config_t *cfg, dw_dtype_t dtype, uint32_t block_size,
+    uint32_t n_blocks, char *err, size_t errlen)
+{
+    uint64_t  total;
+
+    if (layout_shape(l, model, cfg, dtype, block_size, n_blocks, err,
+                     errlen) != 0)
+    {
+        return -1;
+    }
+    if (mul64(l->block_bytes, n_blocks, &total)) {
+        dw_errf(err, errlen, "KV pool size overflows");
+        return -1;
+    }
+    /* block b, layer l, K/V s: ((b * n_layers + l) * 2 + s) * chunk */
+    l->kv_stride = l->chunk_bytes;
+    l->layer_stride = 2 * l->chunk_bytes;
+    l->block_stride = l->block_bytes;
+    return dw_xfer_layout_validate(l, total, err, errlen);
 }
 
 /*

@@ -279,7 +279,7 @@ subtest 'processes of a reload claim a load row once one is free' => sub {
         my %o = map { $_ => 1 } @old;
         my @c = nginx_workers($gw);
         @c == 40 && !grep { $o{$_} } @c;
-    }, 10), 'the 40 old processes are gone');
+    }, 30), 'the 40 old processes are gone');
     my $rowless = () = error_log_text($gw) =~ /more than 64 nginx processes/g;
     diag("processes of the reload started without a row: $rowless");
     sleep 1.2;
@@ -293,7 +293,7 @@ subtest 'processes of a reload claim a load row once one is free' => sub {
     ok((gw_in_flight($gw, $addr) // 0) > 0, 'load in flight');
     kill SIGKILL, nginx_workers($gw);
     sse_close($_) for @s;
-    ok(wait_until(sub { (gw_in_flight($gw, $addr) // -1) == 0 }, 5),
+    ok(wait_until(sub { (gw_in_flight($gw, $addr) // -1) == 0 }, 30),
        'in flight back to 0 after every nginx process was killed')
         or diag('in flight: ' . (gw_in_flight($gw, $addr) // 'none'));
     stop_gateway($gw);

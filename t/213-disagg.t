@@ -40,7 +40,7 @@ use POSIX ();
 use Time::HiRes qw(sleep time);
 use Test::Dynamo::Gateway qw(:all);
 use Test::Dynamo::Port ();
-use Test::Dynamo::Worker qw(generate worker_bin);
+use Test::Dynamo::Worker qw(generate worker_bin read_file);
 
 my $mod = module_path();
 my $wbin = worker_bin();
@@ -210,11 +210,13 @@ subtest 'over tcp too (--kv-transport tcp on both)' => sub {
     my $g = { temperature => 0 };
     my ($sa, $fa) = generate($a->{port}, { token_ids => $prompt,
                              max_tokens => 16, sampling => $g });
-    my ($s, $f) = generate($dt->{port}, { token_ids => $prompt,
-                           max_tokens => 16, sampling => $g,
-                           hints => { prefill_worker =>
-                                      "127.0.0.1:$pt->{port}" } });
-    is($s, 200, 'served');
+    my ($s, $f, $raw) = generate($dt->{port}, { token_ids => $prompt,
+                                 max_tokens => 16, sampling => $g,
+                                 hints => { prefill_worker =>
+                                            "127.0.0.1:$pt->{port}" } });
+    is($s, 200, 'served')
+        or diag("D answered: ", $raw // '', "\nD's log:\n",
+                read_file($dt->{err}), "\nP's log:\n", read_file($pt->{err}));
     is(last_finish($f)->{prefill}, 'remote', 'prefilled on P');
     is_deeply([ map { @{ $_->{t} // [] } } @$f ],
               [ map { @{ $_->{t} // [] } } @$fa ],

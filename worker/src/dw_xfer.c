@@ -57,6 +57,19 @@ dw_xfer_create(const dw_xfer_opts_t *o, dw_xfer_t **out, char *err,
             return -1;
         }
     }
+    /*
+     * UCX 1.13's tcp PUT (its own RMA protocol on the socket) now and
+     * then crashes the receiving side under load (a segfault in
+     * uct_tcp_iface_progress: a decode worker died in 10 of 40 first
+     * transfers on 2 busy cores, in none of 40 without it). Without it
+     * UCP carries puts over tcp active messages (software RMA): the same
+     * calls, the same bytes. UCX_TCP_PUT_ENABLE in the environment still
+     * decides; the result is ignored where there is no tcp transport.
+     */
+    if (s == UCS_OK && getenv("UCX_TCP_PUT_ENABLE") == NULL) {
+        /* a transport option: named without its "TCP_" prefix here */
+        (void) ucp_config_modify(cfg, "PUT_ENABLE", "n");
+    }
     if (s != UCS_OK) {
         free(x);
         dw_errf(err, errlen, "ucp_config_read: %s", ucs_status_string(s));

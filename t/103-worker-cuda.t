@@ -42,6 +42,20 @@ SKIP: {
     like($err, qr/use --engine cpu/, 'points at the cpu backend');
 }
 
+# f16 and f32 storage are accepted: the worker gets as far as the device
+for my $dt ('f16', 'f32') {
+    ($rc, $err) = worker_exit(30, '--engine', 'cuda', '--model', $MODEL,
+                              '--dtype', $dt, '--redis', 'none',
+                              '--port', '0');
+    SKIP: {
+        skip "a CUDA device is present (--dtype $dt started)", 2
+            if !defined $rc;
+        is($rc, 1, "--dtype $dt, no GPU: exit status 1");
+        like($err, qr/no CUDA device: |built without CUDA/,
+             "--dtype $dt: refused for the device, not the dtype");
+    }
+}
+
 ($rc, $err) = worker_exit(30, '--engine', 'cuda', '--model', $MODEL,
                           '--tensor-parallel-size', '2');
 is($rc, 2, '--tensor-parallel-size 2: usage error');

@@ -3,18 +3,22 @@
  * destroy). The forward pass is dw_backend_cuda_fwd.c, the kernels
  * dw_cu_*.cu (dw_cuda.h).
  *
- * Weights go to the device one matrix at a time: BF16 on disk straight
- * from the mmapped file, F32/F16 converted in a bounded staging buffer,
- * so the model is never copied whole into host memory.
+ * Weights go to the device one matrix at a time in the storage type
+ * (--dtype bf16|f16|f32): straight from the mmapped file when it holds
+ * that type, otherwise converted in a bounded staging buffer, so the
+ * model is never copied whole into host memory.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dw_backend_cuda_int.h"
 #include "dw_kern_int.h"
+#include "dw_safetensors_int.h"
 
-#define STAGE_ELEMS  (4u << 20)       /* conversion staging, elements */
+#define STAGE_ELEMS  (4u << 20)       /* conversion staging, elements (of
+                                         up to 4 bytes: 16 MB pinned) */
 
 static int
 cu_fail(char *err, size_t errlen, const char *what, cudaError_t e)
@@ -24,26 +28,42 @@ cu_fail(char *err, size_t errlen, const char *what, cudaError_t e)
     return -1;
 }
 
-/* dst[0 .. rows*cols) = m as BF16 */
+/*
+ * dst[0 .. rows*cols) = m in the storage type c->dt: a straight copy when
+ * the file holds that type, else each piece converted to F32 (f32) and
+ * rounded to c->dt in stage (pinned). A weight beyond F16's range is an
+ * error with --dtype f16, not an infinity.
+ */
 static int
-put_mat(dw_bf16_t *dst, const dw_mat_t *m, uint16_t *stage, float *f32,
-    char *err, size_t errlen)
+put_mat(const dw_cu_t *c, void *dst, const dw_mat_t *m, void *stage,
+    float *f32, char *err, size_t errlen)
 {
     size_t       n = (size_t) m->rows * m->cols, off, k, i;
+    uint16_t    *h = stage;
     cudaError_t  e;
 
-    if (m->dtype == DW_DT_BF16) {
-        e = cudaMemcpy(dst, m->data, n * 2, cudaMemcpyHostToDevice);
+    if (m->dtype == c->dt) {
+        e = cudaMemcpy(dst, m->data, n * c->esz, cudaMemcpyHostToDevice);
         return e == cudaSuccess ? 0 : cu_fail(err, errlen, "weights", e);
     }
     for (off = 0; off < n; off += k) {
         k = n - off < STAGE_ELEMS ? n - off : STAGE_ELEMS;
-        dw_to_f32(f32, (const char *) m->data + off * dw_dtype_size(m->dtype),
+        dw_to_f32(c->dt == DW_DT_F32 ? (float *) stage : f32,
+                  (const char *) m->data + off * dw_dtype_size(m->dtype),
                   m->dtype, k);
-        for (i = 0; i < k; i++) {
-            stage[i] = dw_f32_to_bf16(f32[i]);
+        for (i = 0; c->dt == DW_DT_BF16 && i < k; i++) {
+            h[i] = dw_f32_to_bf16(f32[i]);
         }
-        e = cudaMemcpy(dst + off, stage, k * 2, cudaMemcpyHostToDevice);
+        for (i = 0; c->dt == DW_DT_F16 && i < k; i++) {
+            h[i] = dw_f32_to_f16(f32[i]);
+            if ((h[i] & 0x7fff) == 0x7c00 && !isinf(f32[i])) {
+                snprintf(err, errlen, "cuda backend: a weight (%g) is beyond "
+                         "the range of f16; use --dtype bf16", f32[i]);
+                return -1;
+            }
+        }
+        e = cudaMemcpy(dw_cu_el(c, dst, off), stage, k * c->esz,
+                       cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
             return cu_fail(err, errlen, "weights", e);
         }
@@ -70,9 +90,10 @@ put_vec(float **dst, const float *src, size_t n, char *err, size_t errlen)
 }
 
 static int
-alloc_mat(dw_bf16_t **p, size_t rows, size_t cols, char *err, size_t errlen)
+alloc_mat(const dw_cu_t *c, void **p, size_t rows, size_t cols, char *err,
+    size_t errlen)
 {
-    cudaError_t  e = cudaMalloc((void **) p, rows * cols * 2);
+    cudaError_t  e = cudaMalloc(p, rows * cols * c->esz);
 
     if (e != cudaSuccess) {
         *p = NULL;
@@ -87,12 +108,12 @@ cu_weights(dw_cu_t *c, char *err, size_t errlen)
     const dw_model_t   *m = c->m;
     const dw_config_t  *cfg = &m->cfg;
     size_t              h = cfg->hidden_size, im = cfg->intermediate_size;
-    uint16_t           *stage = NULL;
+    void               *stage = NULL;
     float              *f32 = NULL, *inv = NULL;
     uint32_t            l;
     int                 rc = -1;
 
-    if (cudaMallocHost((void **) &stage, STAGE_ELEMS * 2) != cudaSuccess) {
+    if (cudaMallocHost(&stage, STAGE_ELEMS * c->esz) != cudaSuccess) {
         stage = NULL;
         snprintf(err, errlen, "cuda backend: out of pinned host memory");
         return -1;
@@ -104,15 +125,16 @@ cu_weights(dw_cu_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "cuda backend: out of memory");
         goto done;
     }
-    if (alloc_mat(&c->embed, cfg->vocab_size, h, err, errlen)
-        || put_mat(c->embed, &m->embed, stage, f32, err, errlen))
+    if (alloc_mat(c, &c->embed, cfg->vocab_size, h, err, errlen)
+        || put_mat(c, c->embed, &m->embed, stage, f32, err, errlen))
     {
         goto done;
     }
     if (m->lm_head.data == m->embed.data) {
         c->lm_head = c->embed;
-    } else if (alloc_mat(&c->lm_head, cfg->vocab_size, h, err, errlen)
-               || put_mat(c->lm_head, &m->lm_head, stage, f32, err, errlen))
+    } else if (alloc_mat(c, &c->lm_head, cfg->vocab_size, h, err, errlen)
+               || put_mat(c, c->lm_head, &m->lm_head, stage, f32, err,
+                          errlen))
     {
         goto done;
     }
@@ -120,19 +142,20 @@ cu_weights(dw_cu_t *c, char *err, size_t errlen)
         const dw_layer_t  *L = &m->layers[l];
         dw_cu_layer_t     *D = &c->layers[l];
 
-        if (alloc_mat(&D->qkv, c->qd + 2 * c->kvd, h, err, errlen)
-            || put_mat(D->qkv, &L->q, stage, f32, err, errlen)
-            || put_mat(D->qkv + (size_t) c->qd * h, &L->k, stage, f32, err,
-                       errlen)
-            || put_mat(D->qkv + (size_t) (c->qd + c->kvd) * h, &L->v, stage,
-                       f32, err, errlen)
-            || alloc_mat(&D->o, h, c->qd, err, errlen)
-            || put_mat(D->o, &L->o, stage, f32, err, errlen)
-            || alloc_mat(&D->gu, 2 * im, h, err, errlen)
-            || put_mat(D->gu, &L->gate, stage, f32, err, errlen)
-            || put_mat(D->gu + im * h, &L->up, stage, f32, err, errlen)
-            || alloc_mat(&D->down, h, im, err, errlen)
-            || put_mat(D->down, &L->down, stage, f32, err, errlen)
+        if (alloc_mat(c, &D->qkv, c->qd + 2 * c->kvd, h, err, errlen)
+            || put_mat(c, D->qkv, &L->q, stage, f32, err, errlen)
+            || put_mat(c, dw_cu_el(c, D->qkv, (size_t) c->qd * h), &L->k,
+                       stage, f32, err, errlen)
+            || put_mat(c, dw_cu_el(c, D->qkv, (size_t) (c->qd + c->kvd) * h),
+                       &L->v, stage, f32, err, errlen)
+            || alloc_mat(c, &D->o, h, c->qd, err, errlen)
+            || put_mat(c, D->o, &L->o, stage, f32, err, errlen)
+            || alloc_mat(c, &D->gu, 2 * im, h, err, errlen)
+            || put_mat(c, D->gu, &L->gate, stage, f32, err, errlen)
+            || put_mat(c, dw_cu_el(c, D->gu, im * h), &L->up, stage, f32,
+                       err, errlen)
+            || alloc_mat(c, &D->down, h, im, err, errlen)
+            || put_mat(c, D->down, &L->down, stage, f32, err, errlen)
             || put_vec(&D->attn_norm, L->attn_norm, h, err, errlen)
             || put_vec(&D->ffn_norm, L->ffn_norm, h, err, errlen)
             || put_vec(&D->o_bias, L->o_bias, h, err, errlen))
@@ -159,8 +182,7 @@ cu_block_bytes(const dw_backend_t *be)
 {
     const dw_cu_t  *c = be->priv;
 
-    return (size_t) c->m->cfg.n_layers * 2 * c->bs * c->kvd
-           * sizeof(dw_bf16_t);
+    return (size_t) c->m->cfg.n_layers * 2 * c->bs * c->kvd * c->esz;
 }
 
 static void
@@ -232,8 +254,10 @@ cu_supported(const dw_config_t *cfg, const dw_backend_opts_t *o, char *err,
 {
     const char  *why = NULL;
 
-    if (o->dtype != DW_DT_BF16) {
-        why = "only --dtype bf16 so far";
+    if (o->dtype != DW_DT_BF16 && o->dtype != DW_DT_F16
+        && o->dtype != DW_DT_F32)
+    {
+        why = "--dtype must be bf16, f16 or f32";
     } else if (o->kv_mem != NULL) {
         why = "a caller-provided KV pool (disaggregation) is not supported";
     } else if (cfg->attn_bias) {
@@ -303,6 +327,8 @@ dw_backend_cuda_create(const dw_model_t *m, const dw_backend_opts_t *o,
     c->kvd = cfg->n_kv_heads * cfg->head_dim;
     c->bs = o->block_size;
     c->n_blocks = o->n_blocks;
+    c->dt = o->dtype;
+    c->esz = dw_dtype_size(o->dtype);
 
     e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
@@ -327,6 +353,7 @@ dw_backend_cuda_create(const dw_model_t *m, const dw_backend_opts_t *o,
     c->kv.head_dim = cfg->head_dim;
     c->kv.block_size = c->bs;
     c->kv.n_blocks = c->n_blocks;
+    c->kv.dtype = c->dt;
     pool = cu_block_bytes(be) * c->n_blocks;
     e = cudaMalloc((void **) &c->kv.base, pool);
     if (e != cudaSuccess) {

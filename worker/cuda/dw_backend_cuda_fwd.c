@@ -52,12 +52,12 @@ cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
 
     if (rows > c->cap_rows) {
         if (dgrow((void **) &c->x, r * h * 4)
-            || dgrow((void **) &c->xn, r * h * 2)
-            || dgrow((void **) &c->qkvo, r * (c->qd + 2 * c->kvd) * 2)
-            || dgrow((void **) &c->att, r * c->qd * 2)
-            || dgrow((void **) &c->tmp, r * h * 2)
-            || dgrow((void **) &c->gu, r * 2 * im * 2)
-            || dgrow((void **) &c->act, r * im * 2))
+            || dgrow(&c->xn, r * h * c->esz)
+            || dgrow(&c->qkvo, r * (c->qd + 2 * c->kvd) * c->esz)
+            || dgrow(&c->att, r * c->qd * c->esz)
+            || dgrow(&c->tmp, r * h * c->esz)
+            || dgrow(&c->gu, r * 2 * im * c->esz)
+            || dgrow(&c->act, r * im * c->esz))
         {
             c->cap_rows = 0;
             return -1;
@@ -106,18 +106,25 @@ cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
     return 0;
 }
 
-/* y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T; BF16 in, F32 sum */
+/*
+ * y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T; x, W (and y unless
+ * y_f32) of the storage type, F32 sum. F32 storage: an F32 GEMM
+ * (CUBLAS_COMPUTE_32F without TF32: the handle's default math mode), so
+ * it differs from the cpu backend only in summation order.
+ */
 static int
-gemm(dw_cu_t *c, const dw_bf16_t *x, size_t ldx, const dw_bf16_t *w,
-    uint32_t n, uint32_t k, uint32_t rows, void *y, size_t ldy, int y_f32)
+gemm(dw_cu_t *c, const void *x, size_t ldx, const void *w, uint32_t n,
+    uint32_t k, uint32_t rows, void *y, size_t ldy, int y_f32)
 {
     const float     one = 1, zero = 0;
+    cudaDataType_t  t = c->dt == DW_DT_F32 ? CUDA_R_32F
+                        : c->dt == DW_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
     cublasStatus_t  s;
 
     /* column-major view: Y^T (n x rows) = W (k x n)^T . X^T (k x rows) */
     s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int) n, (int) rows,
-                     (int) k, &one, w, CUDA_R_16BF, (int) k, x, CUDA_R_16BF,
-                     (int) ldx, &zero, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF,
+                     (int) k, &one, w, t, (int) k, x, t,
+                     (int) ldx, &zero, y, y_f32 ? CUDA_R_32F : t,
                      (int) ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "dw cuda: cublasGemmEx (%u x %u x %u): %s\n", rows, n,
@@ -142,9 +149,10 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     if (gemm(c, c->xn, h, D->qkv, ldqkv, h, rows, c->qkvo, ldqkv, 0)) {
         return -1;
     }
-    CU_TRY(dw_cu_rope_kv(c->qkvo, c->qkvo + c->qd, c->qkvo + c->qd + c->kvd,
-                         ldqkv, rows, cfg->n_heads, M + mt->pos,
-                         M + mt->slot, c->inv_freq, &c->kv, l, st));
+    CU_TRY(dw_cu_rope_kv(c->qkvo, dw_cu_el(c, c->qkvo, c->qd),
+                         dw_cu_el(c, c->qkvo, c->qd + c->kvd), ldqkv,
+                         rows, cfg->n_heads, M + mt->pos, M + mt->slot,
+                         c->inv_freq, &c->kv, l, st));
     if (mt->n_dec > 0) {
         CU_TRY(dw_cu_attn_decode(c->att, c->qd, c->qkvo, ldqkv, &c->kv, l,
                                  cfg->n_heads, M + mt->dec_tables, mt->mb,
@@ -152,8 +160,10 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
                                  scale, c->ws, st));
     }
     if (mt->n_pf > 0) {
-        CU_TRY(dw_cu_attn_prefill(c->att + (size_t) mt->n_dec * c->qd, c->qd,
-                                  c->qkvo + (size_t) mt->n_dec * ldqkv, ldqkv,
+        CU_TRY(dw_cu_attn_prefill(dw_cu_el(c, c->att, (size_t) mt->n_dec
+                                                       * c->qd), c->qd,
+                                  dw_cu_el(c, c->qkvo, (size_t) mt->n_dec
+                                                       * ldqkv), ldqkv,
                                   &c->kv, l, cfg->n_heads, M + mt->pf_tables,
                                   mt->mb, M + mt->pf_qstart, M + mt->pf_qlen,
                                   M + mt->pf_pos0, mt->n_pf, mt->max_q, scale,
@@ -163,20 +173,22 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
         return -1;
     }
     CU_TRY(dw_cu_add_rmsnorm(c->xn, h, c->x, c->tmp, h, D->o_bias,
-                             D->ffn_norm, rows, h, cfg->rms_eps, st));
+                             D->ffn_norm, rows, h, cfg->rms_eps, c->dt, st));
     if (gemm(c, c->xn, h, D->gu, 2 * im, h, rows, c->gu, 2 * im, 0)) {
         return -1;
     }
-    CU_TRY(dw_cu_swiglu(c->act, im, c->gu, c->gu + im, 2 * im, rows, im, st));
+    CU_TRY(dw_cu_swiglu(c->act, im, c->gu, dw_cu_el(c, c->gu, im), 2 * im,
+                        rows, im, c->dt, st));
     if (gemm(c, c->act, im, D->down, h, im, rows, c->tmp, h, 0)) {
         return -1;
     }
     if (l + 1 < cfg->n_layers) {
         CU_TRY(dw_cu_add_rmsnorm(c->xn, h, c->x, c->tmp, h, NULL,
                                  c->layers[l + 1].attn_norm, rows, h,
-                                 cfg->rms_eps, st));
+                                 cfg->rms_eps, c->dt, st));
     } else {
-        CU_TRY(dw_cu_residual_add(c->x, c->tmp, h, NULL, rows, h, st));
+        CU_TRY(dw_cu_residual_add(c->x, c->tmp, h, NULL, rows, h, c->dt,
+                                  st));
     }
     return 0;
 }
@@ -207,9 +219,9 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
     CU_TRY(cudaMemcpyAsync(c->meta_d, c->meta_h, mt.total * 4,
                            cudaMemcpyHostToDevice, c->stream));
     CU_TRY(dw_cu_embed(c->x, c->embed, c->meta_d + mt.tokens, mt.rows, h,
-                       c->stream));
+                       c->dt, c->stream));
     CU_TRY(dw_cu_rmsnorm(c->xn, h, c->x, c->layers[0].attn_norm, mt.rows, h,
-                         cfg->rms_eps, c->stream));
+                         cfg->rms_eps, c->dt, c->stream));
     for (l = 0; l < cfg->n_layers; l++) {
         if (cu_layer(c, &mt, l) != 0) {
             return -1;
@@ -218,7 +230,7 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
     if (mt.n_logits > 0) {
         CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt.logit_rows,
                                   c->final_norm, mt.n_logits, h, cfg->rms_eps,
-                                  c->stream));
+                                  c->dt, c->stream));
         if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h, mt.n_logits,
                  c->logits, cfg->vocab_size, 1))
         {

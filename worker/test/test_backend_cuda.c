@@ -33,6 +33,8 @@ test_no_device(void **state)
     dw_model_t       *m;
     dw_backend_opts_t bo;
     dw_backend_t     *be = (dw_backend_t *) &bo;
+    dw_dtype_t        dts[3] = { DW_DT_BF16, DW_DT_F16, DW_DT_F32 };
+    int               i;
 
     err[0] = '\0';
     if (dw_backend_cuda_devices(err, sizeof(err)) > 0) {
@@ -44,12 +46,16 @@ test_no_device(void **state)
     memset(&bo, 0, sizeof(bo));
     bo.block_size = 16;
     bo.n_blocks = 8;
-    bo.dtype = DW_DT_BF16;
-    err[0] = '\0';
-    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
-                     -1);
-    assert_null(be);
-    no_device_message(err);
+    /* every storage type gets as far as looking for a device */
+    for (i = 0; i < 3; i++) {
+        bo.dtype = dts[i];
+        err[0] = '\0';
+        be = (dw_backend_t *) &bo;
+        assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err,
+                                                sizeof(err)), -1);
+        assert_null(be);
+        no_device_message(err);
+    }
     /* asking twice gives the same answer (no sticky CUDA error) */
     err[0] = '\0';
     assert_int_equal(dw_backend_cuda_devices(err, sizeof(err)), 0);
@@ -72,7 +78,7 @@ test_unsupported(void **state)
     memset(&bo, 0, sizeof(bo));
     bo.block_size = 16;
     bo.n_blocks = 8;
-    bo.dtype = DW_DT_F16;
+    bo.dtype = (dw_dtype_t) 7;          /* no storage type */
     assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
                      -1);
     assert_null(be);
@@ -80,7 +86,8 @@ test_unsupported(void **state)
         dw_model_free(m);
         skip();
     }
-    assert_string_equal(err, "cuda backend: only --dtype bf16 so far");
+    assert_string_equal(err, "cuda backend: --dtype must be bf16, f16 or "
+                        "f32");
     bo.dtype = DW_DT_BF16;
     bo.kv_mem = pool;
     bo.kv_mem_len = sizeof(pool);

@@ -5,8 +5,9 @@
  * where they share an input: qkv = [q; k; v] (rows of n_heads*hd,
  * n_kv_heads*hd, n_kv_heads*hd, so one GEMM's output row is what
  * dw_cu_rope_kv addresses in place) and gu = [gate; up]. Norm weights and
- * biases are F32. One stream; cuBLAS GEMMs with BF16 inputs and F32
- * accumulation (the logits GEMM writes F32).
+ * biases are F32. One stream; cuBLASLt GEMMs (dw_cu_gemm.c) with BF16
+ * inputs and F32 accumulation (the logits GEMM writes F32); decode steps
+ * as CUDA graphs (dw_backend_cuda_graph.c).
  */
 #ifndef DW_BACKEND_CUDA_INT_H
 #define DW_BACKEND_CUDA_INT_H
@@ -14,6 +15,7 @@
 #include <cublas_v2.h>
 
 #include "dw_backend.h"
+#include "dw_cu_plan.h"
 #include "dw_cuda.h"
 #include "dw_model_int.h"
 
@@ -25,11 +27,17 @@ typedef struct {
     float      *attn_norm, *ffn_norm, *o_bias;
 } dw_cu_layer_t;
 
+/* the GEMM (dw_cu_gemm.c) and the decode graphs (dw_backend_cuda_graph.c) */
+typedef struct dw_cu_gemm_s    dw_cu_gemm_t;
+typedef struct dw_cu_graphs_s  dw_cu_graphs_t;
+
 typedef struct {
     const dw_model_t  *m;
     int                device;
     cudaStream_t       stream;
     cublasHandle_t     blas;
+    dw_cu_gemm_t      *gemm;
+    dw_cu_graphs_t    *graphs;
     uint32_t           qd, kvd, bs, n_blocks;
 
     dw_bf16_t         *embed;         /* [vocab][hidden] */
@@ -55,5 +63,30 @@ typedef struct {
 
 /* the forward pass (dw_backend_cuda_fwd.c) */
 int dw_cu_forward(dw_backend_t *be, dw_step_t *st);
+/* Grows the scratch and metadata buffers to hold a step of that size
+   (contents not kept; a buffer that grows moves). 0 or -1. */
+int dw_cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits,
+    uint32_t seqs, size_t meta, size_t ws);
+/* Enqueues a step's rows from the embedding to the lm_head GEMM (logits
+   into c->logits), the metadata already in c->meta_d as mt lays it out;
+   what a decode graph captures. 0 or -1. */
+int dw_cu_enqueue_rows(dw_cu_t *c, const dw_cu_plan_t *mt);
+
+/*
+ * y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T on st, BF16 in, F32
+ * accumulation, y BF16 or F32 (y_f32); cuBLASLt with the algorithm
+ * cached per shape, cublasGemmEx (on the handle's stream, which must be
+ * st) where Lt has none. Allocates nothing: graph-capturable. 0 or -1
+ * (said on stderr).
+ */
+int dw_cu_gemm_create(dw_cu_gemm_t **g, cublasHandle_t blas, char *err,
+    size_t errlen);
+void dw_cu_gemm_destroy(dw_cu_gemm_t *g);
+int dw_cu_gemm(dw_cu_gemm_t *g, cudaStream_t st, const dw_bf16_t *x,
+    size_t ldx, const dw_bf16_t *w, uint32_t n, uint32_t k, uint32_t rows,
+    void *y, size_t ldy, int y_f32);
+/* The rows an algorithm is chosen for: a power of two up to 256, then a
+   multiple of 256 (a padded decode step and its eager twin share it). */
+uint32_t dw_cu_gemm_rows_key(uint32_t rows);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_backend_cuda_graph.h"
 #include "dw_backend_cuda_int.h"
 #include "dw_kern_int.h"
 #include "dw_safetensors_int.h"
@@ -232,6 +233,8 @@ cu_destroy(dw_backend_t *be)
         cudaFree(c->meta_d);
         cudaFreeHost(c->meta_h);
         free(c->seq_order);
+        dw_cu_graphs_destroy(c);
+        dw_cu_gemm_destroy(c->gemm);
         if (c->blas != NULL) {
             cublasDestroy(c->blas);
         }
@@ -343,18 +346,23 @@ dw_backend_cuda_create(const dw_model_t *m, const dw_backend_opts_t *o,
         return -1;
     }
     cublasSetStream(c->blas, c->stream);
-    if (cu_weights(c, err, errlen) != 0) {
+    if (dw_cu_gemm_create(&c->gemm, c->blas, err, errlen) != 0
+        || dw_cu_graphs_create(c, err, errlen) != 0
+        || cu_weights(c, err, errlen) != 0)
+    {
         cu_destroy(be);
         return -1;
     }
-    /* the KV pool, block-major (dw_cuda.h), zeroed */
+    /* the KV pool, block-major (dw_cuda.h), zeroed; one block more than
+       the engine's: block n_blocks is the dummy that the padding rows of
+       a decode graph write and read (dw_cu_pad.h) */
     c->kv.n_layers = cfg->n_layers;
     c->kv.n_kv_heads = cfg->n_kv_heads;
     c->kv.head_dim = cfg->head_dim;
     c->kv.block_size = c->bs;
-    c->kv.n_blocks = c->n_blocks;
+    c->kv.n_blocks = c->n_blocks + 1;
     c->kv.dtype = c->dt;
-    pool = cu_block_bytes(be) * c->n_blocks;
+    pool = cu_block_bytes(be) * c->kv.n_blocks;
     e = cudaMalloc((void **) &c->kv.base, pool);
     if (e != cudaSuccess) {
         c->kv.base = NULL;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_backend_cuda_graph.h"
 #include "dw_backend_cuda_int.h"
 #include "dw_cu_plan.h"
 
@@ -42,8 +43,8 @@ dgrow(void **p, size_t bytes)
     return 0;
 }
 
-static int
-cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
+int
+dw_cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
     size_t meta, size_t ws)
 {
     const dw_config_t  *cfg = &c->m->cfg;
@@ -108,30 +109,19 @@ cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
 
 /*
  * y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T; x, W (and y unless
- * y_f32) of the storage type, F32 sum. F32 storage: an F32 GEMM
- * (CUBLAS_COMPUTE_32F without TF32: the handle's default math mode), so
- * it differs from the cpu backend only in summation order.
+ * y_f32) of the storage type, F32 sum (dw_cu_gemm.c: cuBLASLt). F32
+ * storage: an F32 GEMM (no TF32), so it differs from the cpu backend
+ * only in summation order.
  */
 static int
 gemm(dw_cu_t *c, const void *x, size_t ldx, const void *w, uint32_t n,
     uint32_t k, uint32_t rows, void *y, size_t ldy, int y_f32)
 {
-    const float     one = 1, zero = 0;
     cudaDataType_t  t = c->dt == DW_DT_F32 ? CUDA_R_32F
                         : c->dt == DW_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
-    cublasStatus_t  s;
 
-    /* column-major view: Y^T (n x rows) = W (k x n)^T . X^T (k x rows) */
-    s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int) n, (int) rows,
-                     (int) k, &one, w, t, (int) k, x, t,
-                     (int) ldx, &zero, y, y_f32 ? CUDA_R_32F : t,
-                     (int) ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "dw cuda: cublasGemmEx (%u x %u x %u): %s\n", rows, n,
-                k, cublasGetStatusString(s));
-        return -1;
-    }
-    return 0;
+    return dw_cu_gemm(c->gemm, c->stream, t, x, ldx, w, n, k, rows, y, ldy,
+                      y_f32);
 }
 
 static int
@@ -193,15 +183,43 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     return 0;
 }
 
+int
+dw_cu_enqueue_rows(dw_cu_t *c, const dw_cu_plan_t *mt)
+{
+    const dw_config_t  *cfg = &c->m->cfg;
+    uint32_t            l, h = cfg->hidden_size;
+
+    CU_TRY(dw_cu_embed(c->x, c->embed, c->meta_d + mt->tokens, mt->rows, h,
+                       c->dt, c->stream));
+    CU_TRY(dw_cu_rmsnorm(c->xn, h, c->x, c->layers[0].attn_norm, mt->rows, h,
+                         cfg->rms_eps, c->dt, c->stream));
+    for (l = 0; l < cfg->n_layers; l++) {
+        if (cu_layer(c, mt, l) != 0) {
+            return -1;
+        }
+    }
+    if (mt->n_logits > 0) {
+        CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt->logit_rows,
+                                  c->final_norm, mt->n_logits, h,
+                                  cfg->rms_eps, c->dt, c->stream));
+        if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h, mt->n_logits,
+                 c->logits, cfg->vocab_size, 1))
+        {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Enqueues the whole step; the caller synchronises. 0 or -1. */
 static int
 cu_enqueue(dw_cu_t *c, dw_step_t *st)
 {
     const dw_config_t  *cfg = &c->m->cfg;
     dw_cu_plan_t        mt;
-    uint32_t            l, h = cfg->hidden_size;
     size_t              ws;
     char                msg[160];
+    int                 rc;
 
     if (dw_cu_plan(st, cfg->vocab_size, c->bs, c->n_blocks, &mt, msg,
                    sizeof(msg)) != 0)
@@ -209,33 +227,26 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         fprintf(stderr, "dw cuda: %s\n", msg);
         return -1;
     }
+    /* decode-only steps of up to 256 sequences: a graph */
+    rc = dw_cu_graph_step(c, st, &mt);
+    if (rc != 0) {
+        return rc > 0 ? 0 : -1;
+    }
     ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, cfg->n_heads,
                                              cfg->head_dim, mt.max_ctx)
                       : 0;
-    if (cu_reserve(c, mt.rows, mt.n_logits, st->n_seqs, mt.total, ws) != 0) {
+    if (dw_cu_reserve(c, mt.rows, mt.n_logits, st->n_seqs, mt.total, ws)
+        != 0)
+    {
         return -1;
     }
     dw_cu_plan_fill(st, c->bs, &mt, c->meta_h, c->seq_order);
     CU_TRY(cudaMemcpyAsync(c->meta_d, c->meta_h, mt.total * 4,
                            cudaMemcpyHostToDevice, c->stream));
-    CU_TRY(dw_cu_embed(c->x, c->embed, c->meta_d + mt.tokens, mt.rows, h,
-                       c->dt, c->stream));
-    CU_TRY(dw_cu_rmsnorm(c->xn, h, c->x, c->layers[0].attn_norm, mt.rows, h,
-                         cfg->rms_eps, c->dt, c->stream));
-    for (l = 0; l < cfg->n_layers; l++) {
-        if (cu_layer(c, &mt, l) != 0) {
-            return -1;
-        }
+    if (dw_cu_enqueue_rows(c, &mt) != 0) {
+        return -1;
     }
     if (mt.n_logits > 0) {
-        CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt.logit_rows,
-                                  c->final_norm, mt.n_logits, h, cfg->rms_eps,
-                                  c->dt, c->stream));
-        if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h, mt.n_logits,
-                 c->logits, cfg->vocab_size, 1))
-        {
-            return -1;
-        }
         CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
                                (size_t) mt.n_logits * cfg->vocab_size * 4,
                                cudaMemcpyDeviceToHost, c->stream));

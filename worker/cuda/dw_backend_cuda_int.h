@@ -6,10 +6,11 @@
  * where they share an input: qkv = [q; k; v] (rows of n_heads*hd,
  * n_kv_heads*hd, n_kv_heads*hd, so one GEMM's output row is what
  * dw_cu_rope_kv addresses in place) and gu = [gate; up]. Norm weights and
- * biases are F32. One stream; cuBLAS GEMMs with dt inputs and F32
- * accumulation (the logits GEMM writes F32). Storage arrays are void *:
- * offsets in elements go through dw_cu_el (-Wpointer-arith refuses
- * arithmetic on them).
+ * biases are F32. One stream; cuBLASLt GEMMs (dw_cu_gemm.c) with inputs
+ * of the storage type dt and F32 accumulation (the logits GEMM writes
+ * F32); decode steps as CUDA graphs (dw_backend_cuda_graph.c). Storage
+ * arrays are void *: offsets in elements go through dw_cu_el
+ * (-Wpointer-arith refuses arithmetic on them).
  */
 #ifndef DW_BACKEND_CUDA_INT_H
 #define DW_BACKEND_CUDA_INT_H
@@ -17,6 +18,7 @@
 #include <cublas_v2.h>
 
 #include "dw_backend.h"
+#include "dw_cu_plan.h"
 #include "dw_cuda.h"
 #include "dw_model_int.h"
 
@@ -28,11 +30,17 @@ typedef struct {
     float      *attn_norm, *ffn_norm, *o_bias;
 } dw_cu_layer_t;
 
+/* the GEMM (dw_cu_gemm.c) and the decode graphs (dw_backend_cuda_graph.c) */
+typedef struct dw_cu_gemm_s    dw_cu_gemm_t;
+typedef struct dw_cu_graphs_s  dw_cu_graphs_t;
+
 typedef struct {
     const dw_model_t  *m;
     int                device;
     cudaStream_t       stream;
     cublasHandle_t     blas;
+    dw_cu_gemm_t      *gemm;
+    dw_cu_graphs_t    *graphs;
     uint32_t           qd, kvd, bs, n_blocks;
 
     void              *embed;         /* [vocab][hidden] */
@@ -67,5 +75,31 @@ dw_cu_el(const dw_cu_t *c, const void *p, size_t n)
 
 /* the forward pass (dw_backend_cuda_fwd.c) */
 int dw_cu_forward(dw_backend_t *be, dw_step_t *st);
+/* Grows the scratch and metadata buffers to hold a step of that size
+   (contents not kept; a buffer that grows moves). 0 or -1. */
+int dw_cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits,
+    uint32_t seqs, size_t meta, size_t ws);
+/* Enqueues a step's rows from the embedding to the lm_head GEMM (logits
+   into c->logits), the metadata already in c->meta_d as mt lays it out;
+   what a decode graph captures. 0 or -1. */
+int dw_cu_enqueue_rows(dw_cu_t *c, const dw_cu_plan_t *mt);
+
+/*
+ * y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T on st, x and W of type
+ * t (CUDA_R_16BF, CUDA_R_16F or CUDA_R_32F), F32 accumulation, y of type
+ * t or F32 (y_f32); cuBLASLt with the algorithm
+ * cached per shape, cublasGemmEx (on the handle's stream, which must be
+ * st) where Lt has none. Allocates nothing: graph-capturable. 0 or -1
+ * (said on stderr).
+ */
+int dw_cu_gemm_create(dw_cu_gemm_t **g, cublasHandle_t blas, char *err,
+    size_t errlen);
+void dw_cu_gemm_destroy(dw_cu_gemm_t *g);
+int dw_cu_gemm(dw_cu_gemm_t *g, cudaStream_t st, cudaDataType_t t,
+    const void *x, size_t ldx, const void *w, uint32_t n, uint32_t k,
+    uint32_t rows, void *y, size_t ldy, int y_f32);
+/* The rows an algorithm is chosen for: a power of two up to 256, then a
+   multiple of 256 (a padded decode step and its eager twin share it). */
+uint32_t dw_cu_gemm_rows_key(uint32_t rows);
 
 #endif

@@ -47,7 +47,7 @@ cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
     size_t meta, size_t ws)
 {
     const dw_config_t  *cfg = &c->m->cfg;
-    size_t              h = cfg->hidden_size, im = cfg->intermediate_size;
+    size_t              h = cfg->hidden_size, im = c->im;
     size_t              r = rows;
 
     if (rows > c->cap_rows) {
@@ -133,7 +133,7 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     const dw_config_t    *cfg = &c->m->cfg;
     const dw_cu_layer_t  *D = &c->layers[l];
     const uint32_t       *M = c->meta_d;
-    uint32_t              h = cfg->hidden_size, im = cfg->intermediate_size;
+    uint32_t              h = cfg->hidden_size, im = c->im;
     uint32_t              rows = mt->rows, ldqkv = c->qd + 2 * c->kvd;
     float                 scale = 1.0f / sqrtf((float) cfg->head_dim);
     cudaStream_t          st = c->stream;
@@ -143,23 +143,27 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
         return -1;
     }
     CU_TRY(dw_cu_rope_kv(c->qkvo, c->qkvo + c->qd, c->qkvo + c->qd + c->kvd,
-                         ldqkv, rows, cfg->n_heads, M + mt->pos,
+                         ldqkv, rows, c->nh, M + mt->pos,
                          M + mt->slot, c->inv_freq, &c->kv, l, st));
     if (mt->n_dec > 0) {
         CU_TRY(dw_cu_attn_decode(c->att, c->qd, c->qkvo, ldqkv, &c->kv, l,
-                                 cfg->n_heads, M + mt->dec_tables, mt->mb,
+                                 c->nh, M + mt->dec_tables, mt->mb,
                                  M + mt->dec_ctx, mt->n_dec, mt->max_ctx,
                                  scale, c->ws, st));
     }
     if (mt->n_pf > 0) {
         CU_TRY(dw_cu_attn_prefill(c->att + (size_t) mt->n_dec * c->qd, c->qd,
                                   c->qkvo + (size_t) mt->n_dec * ldqkv, ldqkv,
-                                  &c->kv, l, cfg->n_heads, M + mt->pf_tables,
+                                  &c->kv, l, c->nh, M + mt->pf_tables,
                                   mt->mb, M + mt->pf_qstart, M + mt->pf_qlen,
                                   M + mt->pf_pos0, mt->n_pf, mt->max_q, scale,
                                   st));
     }
     if (gemm(c, c->att, c->qd, D->o, h, c->qd, rows, c->tmp, h, 0)) {
+        return -1;
+    }
+    /* tensor parallel: o is row-parallel, tmp a partial sum */
+    if (c->comm != NULL && dw_cu_tp_allreduce(c, c->tmp, (size_t) rows * h)) {
         return -1;
     }
     CU_TRY(dw_cu_add_rmsnorm(c->xn, h, c->x, c->tmp, h, D->o_bias,
@@ -169,6 +173,9 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     }
     CU_TRY(dw_cu_swiglu(c->act, im, c->gu, c->gu + im, 2 * im, rows, im, st));
     if (gemm(c, c->act, im, D->down, h, im, rows, c->tmp, h, 0)) {
+        return -1;
+    }
+    if (c->comm != NULL && dw_cu_tp_allreduce(c, c->tmp, (size_t) rows * h)) {
         return -1;
     }
     if (l + 1 < cfg->n_layers) {
@@ -197,7 +204,7 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         fprintf(stderr, "dw cuda: %s\n", msg);
         return -1;
     }
-    ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, cfg->n_heads,
+    ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, c->nh,
                                              cfg->head_dim, mt.max_ctx)
                       : 0;
     if (cu_reserve(c, mt.rows, mt.n_logits, st->n_seqs, mt.total, ws) != 0) {
@@ -219,14 +226,21 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt.logit_rows,
                                   c->final_norm, mt.n_logits, h, cfg->rms_eps,
                                   c->stream));
-        if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h, mt.n_logits,
-                 c->logits, cfg->vocab_size, 1))
+        if (c->comm != NULL) {
+            /* vocab-parallel lm_head: every rank its slice, all-gathered */
+            if (dw_cu_tp_logits(c, mt.n_logits) != 0) {
+                return -1;
+            }
+        } else if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h,
+                        mt.n_logits, c->logits, cfg->vocab_size, 1))
         {
             return -1;
         }
-        CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
-                               (size_t) mt.n_logits * cfg->vocab_size * 4,
-                               cudaMemcpyDeviceToHost, c->stream));
+        if (c->tp.rank == 0) {
+            CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
+                                   (size_t) mt.n_logits * cfg->vocab_size * 4,
+                                   cudaMemcpyDeviceToHost, c->stream));
+        }
     }
     return 0;
 }

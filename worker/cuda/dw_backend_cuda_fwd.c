@@ -48,7 +48,7 @@ dw_cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
     size_t meta, size_t ws)
 {
     const dw_config_t  *cfg = &c->m->cfg;
-    size_t              h = cfg->hidden_size, im = cfg->intermediate_size;
+    size_t              h = cfg->hidden_size, im = c->im;
     size_t              r = rows;
 
     if (rows > c->cap_rows) {
@@ -117,11 +117,8 @@ static int
 gemm(dw_cu_t *c, const void *x, size_t ldx, const void *w, uint32_t n,
     uint32_t k, uint32_t rows, void *y, size_t ldy, int y_f32)
 {
-    cudaDataType_t  t = c->dt == DW_DT_F32 ? CUDA_R_32F
-                        : c->dt == DW_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
-
-    return dw_cu_gemm(c->gemm, c->stream, t, x, ldx, w, n, k, rows, y, ldy,
-                      y_f32);
+    return dw_cu_gemm(c->gemm, c->stream, dw_cu_data_type(c), x, ldx, w, n,
+                      k, rows, y, ldy, y_f32);
 }
 
 static int
@@ -130,7 +127,7 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     const dw_config_t    *cfg = &c->m->cfg;
     const dw_cu_layer_t  *D = &c->layers[l];
     const uint32_t       *M = c->meta_d;
-    uint32_t              h = cfg->hidden_size, im = cfg->intermediate_size;
+    uint32_t              h = cfg->hidden_size, im = c->im;
     uint32_t              rows = mt->rows, ldqkv = c->qd + 2 * c->kvd;
     float                 scale = 1.0f / sqrtf((float) cfg->head_dim);
     cudaStream_t          st = c->stream;
@@ -141,11 +138,11 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     }
     CU_TRY(dw_cu_rope_kv(c->qkvo, dw_cu_el(c, c->qkvo, c->qd),
                          dw_cu_el(c, c->qkvo, c->qd + c->kvd), ldqkv,
-                         rows, cfg->n_heads, M + mt->pos, M + mt->slot,
+                         rows, c->nh, M + mt->pos, M + mt->slot,
                          c->inv_freq, &c->kv, l, st));
     if (mt->n_dec > 0) {
         CU_TRY(dw_cu_attn_decode(c->att, c->qd, c->qkvo, ldqkv, &c->kv, l,
-                                 cfg->n_heads, M + mt->dec_tables, mt->mb,
+                                 c->nh, M + mt->dec_tables, mt->mb,
                                  M + mt->dec_ctx, mt->n_dec, mt->max_ctx,
                                  scale, c->ws, st));
     }
@@ -154,12 +151,16 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
                                                        * c->qd), c->qd,
                                   dw_cu_el(c, c->qkvo, (size_t) mt->n_dec
                                                        * ldqkv), ldqkv,
-                                  &c->kv, l, cfg->n_heads, M + mt->pf_tables,
+                                  &c->kv, l, c->nh, M + mt->pf_tables,
                                   mt->mb, M + mt->pf_qstart, M + mt->pf_qlen,
                                   M + mt->pf_pos0, mt->n_pf, mt->max_q, scale,
                                   st));
     }
     if (gemm(c, c->att, c->qd, D->o, h, c->qd, rows, c->tmp, h, 0)) {
+        return -1;
+    }
+    /* tensor parallel: o is row-parallel, tmp a partial sum */
+    if (c->comm != NULL && dw_cu_tp_allreduce(c, c->tmp, (size_t) rows * h)) {
         return -1;
     }
     CU_TRY(dw_cu_add_rmsnorm(c->xn, h, c->x, c->tmp, h, D->o_bias,
@@ -170,6 +171,9 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     CU_TRY(dw_cu_swiglu(c->act, im, c->gu, dw_cu_el(c, c->gu, im), 2 * im,
                         rows, im, c->dt, st));
     if (gemm(c, c->act, im, D->down, h, im, rows, c->tmp, h, 0)) {
+        return -1;
+    }
+    if (c->comm != NULL && dw_cu_tp_allreduce(c, c->tmp, (size_t) rows * h)) {
         return -1;
     }
     if (l + 1 < cfg->n_layers) {
@@ -202,8 +206,13 @@ dw_cu_enqueue_rows(dw_cu_t *c, const dw_cu_plan_t *mt)
         CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt->logit_rows,
                                   c->final_norm, mt->n_logits, h,
                                   cfg->rms_eps, c->dt, c->stream));
-        if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h, mt->n_logits,
-                 c->logits, cfg->vocab_size, 1))
+        if (c->comm != NULL) {
+            /* vocab-parallel lm_head: every rank its slice, all-gathered */
+            if (dw_cu_tp_logits(c, mt->n_logits) != 0) {
+                return -1;
+            }
+        } else if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h,
+                        mt->n_logits, c->logits, cfg->vocab_size, 1))
         {
             return -1;
         }
@@ -232,7 +241,7 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
     if (rc != 0) {
         return rc > 0 ? 0 : -1;
     }
-    ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, cfg->n_heads,
+    ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, c->nh,
                                              cfg->head_dim, mt.max_ctx)
                       : 0;
     if (dw_cu_reserve(c, mt.rows, mt.n_logits, st->n_seqs, mt.total, ws)
@@ -247,9 +256,11 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         return -1;
     }
     if (mt.n_logits > 0) {
-        CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
-                               (size_t) mt.n_logits * cfg->vocab_size * 4,
-                               cudaMemcpyDeviceToHost, c->stream));
+        if (c->tp.rank == 0) {
+            CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
+                                   (size_t) mt.n_logits * cfg->vocab_size * 4,
+                                   cudaMemcpyDeviceToHost, c->stream));
+        }
     }
     return 0;
 }

@@ -183,7 +183,9 @@ dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt)
     uint32_t            bucket, bound, i, nr;
     cudaError_t         e;
 
-    if (G == NULL || !G->on || !dw_cu_pad_eligible(mt)) {
+    /* tensor parallelism runs eagerly: its logits all-gather may grow a
+       buffer mid-step, which a capture cannot take */
+    if (G == NULL || !G->on || c->comm != NULL || !dw_cu_pad_eligible(mt)) {
         return 0;
     }
     bucket = dw_cu_pad_bucket(mt->n_dec);
@@ -197,7 +199,7 @@ dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt)
     {
         return 0;
     }
-    ws = dw_cu_attn_decode_ws(bucket, cfg->n_heads, cfg->head_dim, bound);
+    ws = dw_cu_attn_decode_ws(bucket, c->nh, cfg->head_dim, bound);
     if (dw_cu_reserve(c, DW_CU_GRAPH_MAX_BATCH, DW_CU_GRAPH_MAX_BATCH,
                       st->n_seqs, big.total, ws) != 0)
     {

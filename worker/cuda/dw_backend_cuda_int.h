@@ -16,11 +16,13 @@
 #define DW_BACKEND_CUDA_INT_H
 
 #include <cublas_v2.h>
+#include <nccl.h>
 
 #include "dw_backend.h"
 #include "dw_cu_plan.h"
 #include "dw_cuda.h"
 #include "dw_model_int.h"
+#include "dw_tp.h"
 
 typedef struct {
     void       *qkv;          /* [qd + 2 kvd][hidden] */
@@ -50,6 +52,15 @@ typedef struct {
     dw_cu_layer_t     *layers;
     dw_cu_kv_t         kv;            /* the pool, block-major (dw_cuda.h) */
 
+    /* tensor parallelism (dw_backend_cuda_tp.c): this rank's shard
+       (dw_tp.h); with one GPU rank 0 of 1, the whole model. qd and kvd
+       above are the rank's (nh * hd, nkv * hd). */
+    dw_tp_shard_t      tp;
+    uint32_t           nh, nkv, im;   /* local q heads, KV heads, inter */
+    ncclComm_t         comm;          /* NULL with one GPU */
+    float             *lpart, *gather; /* lm_head slice out, all-gathered */
+    uint32_t           cap_gather;    /* logits rows they hold */
+
     /* per-step scratch (device), grown as needed */
     uint32_t           cap_rows, cap_logits;
     float             *x;             /* residual [rows][hidden] */
@@ -65,6 +76,14 @@ typedef struct {
     dw_dtype_t         dt;            /* storage type (--dtype) */
     size_t             esz;           /* its size in bytes */
 } dw_cu_t;
+
+/* the storage type for cuBLAS */
+static inline cudaDataType_t
+dw_cu_data_type(const dw_cu_t *c)
+{
+    return c->dt == DW_DT_F32 ? CUDA_R_32F
+           : c->dt == DW_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
 
 /* p + n elements of the storage type */
 static inline void *
@@ -101,5 +120,20 @@ int dw_cu_gemm(dw_cu_gemm_t *g, cudaStream_t st, cudaDataType_t t,
 /* The rows an algorithm is chosen for: a power of two up to 256, then a
    multiple of 256 (a padded decode step and its eager twin share it). */
 uint32_t dw_cu_gemm_rows_key(uint32_t rows);
+
+/* One rank's state on device o->device + rank (dw_backend_cuda.c): the
+   backend as with one GPU when n_ranks is 1. Checks done by the caller. */
+int dw_cu_create_rank(const dw_model_t *m, const dw_backend_opts_t *o,
+    uint32_t n_ranks, uint32_t rank, dw_backend_t **out, char *err,
+    size_t errlen);
+
+/* tensor parallelism (dw_backend_cuda_tp.c) */
+int dw_cu_tp_create(const dw_model_t *m, const dw_backend_opts_t *o,
+    int n_devices, dw_backend_t **out, char *err, size_t errlen);
+/* x[n] (BF16, on c's stream) = its sum over the ranks, in place */
+int dw_cu_tp_allreduce(dw_cu_t *c, void *x, size_t n);
+/* c->logits[n_logits][vocab] (on rank 0) = the lm_head over c->xn's first
+   n_logits rows, each rank its vocab slice, all-gathered */
+int dw_cu_tp_logits(dw_cu_t *c, uint32_t n_logits);
 
 #endif

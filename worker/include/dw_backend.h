@@ -61,6 +61,9 @@ typedef struct {
        (the default, 0, is F32: callers pick BF16); the GPU ordinal */
     dw_dtype_t dtype;
     int        device;
+    /* cuda: GPUs the model is split over (devices device .. device + n - 1,
+       worker/cuda/README.md "Tensor parallelism"); 0 or 1: one */
+    uint32_t   tensor_parallel;
 } dw_backend_opts_t;
 
 typedef struct {

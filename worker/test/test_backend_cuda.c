@@ -99,6 +99,58 @@ test_unsupported(void **state)
     assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "block_size and n_blocks must be positive"));
+    /* tensor parallelism: a size that does not fit the model is named
+       before the devices are counted (dw_tp.c; test_tp has the rest) */
+    bo.n_blocks = 8;
+    bo.tensor_parallel = 3;
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_null(be);
+    assert_string_equal(err, "cuda backend: --tensor-parallel-size 3 does "
+                        "not divide n_heads 8");
+    bo.tensor_parallel = 16;
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "--tensor-parallel-size 16 does not divide "
+                            "n_heads 8"));
+    dw_model_free(m);
+}
+
+/* --tensor-parallel-size that fits the model: where there is no GPU,
+   the same "no CUDA device" answer as with one GPU; with fewer GPUs than
+   asked for, how many are there (make test-gpu's test_cuda_tp runs it) */
+static void
+test_tp_devices(void **state)
+{
+    char               err[512];
+    dw_model_t        *m;
+    dw_backend_opts_t  bo;
+    dw_backend_t      *be = (dw_backend_t *) &bo;
+    int                n;
+
+    assert_int_equal(dw_model_load(DW_TS_STORIES, &m, err, sizeof(err)), 0);
+    n = dw_backend_cuda_devices(err, sizeof(err));
+    memset(&bo, 0, sizeof(bo));
+    bo.block_size = 16;
+    bo.n_blocks = 8;
+    bo.dtype = DW_DT_BF16;
+    bo.tensor_parallel = 8;
+    if (n >= 8) {
+        dw_model_free(m);
+        skip();                      /* 8 GPUs: it would start */
+    }
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_null(be);
+    if (n == 0) {
+        no_device_message(err);
+    } else {
+        char  want[96];
+
+        snprintf(want, sizeof(want), "cuda backend: --tensor-parallel-size 8 "
+                 "needs 8 GPUs, %d found", n);
+        assert_string_equal(err, want);
+    }
     dw_model_free(m);
 }
 
@@ -108,6 +160,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_no_device),
         cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_tp_devices),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

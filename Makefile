@@ -90,7 +90,9 @@ CU_OBJ   := $(CU_SRC:%.cu=$(B)/cuobj/%.o) $(CU_CSRC:%.c=$(B)/cuobj/%.o)
 CU_CMD   := $(if $(HAVE_CUDA),$(patsubst worker/cuda/cmd/%.c,$(B)/bin/%, \
                                   $(wildcard worker/cuda/cmd/*.c)))
 CUTEST_SRC:= $(wildcard worker/cuda/test/test_*.c)
-CUTEST_BIN:= $(CUTEST_SRC:worker/cuda/test/%.c=$(B)/cutest/%)
+# (only with CUDA: they include the toolkit's headers)
+CUTEST_BIN:= $(if $(HAVE_CUDA), \
+                  $(CUTEST_SRC:worker/cuda/test/%.c=$(B)/cutest/%))
 
 # ngx_dynamo_module/: the pure parts (no nginx types) are also built alone
 # for cmocka tests (test/test_*.c) and libFuzzer targets (fuzz/fuzz_*.c).

@@ -10,7 +10,9 @@
  *   residual add fused with the MLP's norm, gate/up GEMM, SwiGLU, down
  *   GEMM, residual add fused with the next layer's norm;
  * then the final norm of the logits rows, the lm_head GEMM (F32 out) and
- * one copy of the logits to the engine. Everything on one stream; the
+ * one copy of the logits to the engine (or, for the sample op, the
+ * device sampler and a copy of its small outputs: dw_cu_sample_enqueue,
+ * dw_backend_cuda_sample.c). Everything on one stream; the
  * step ends with one synchronisation.
  */
 #include <math.h>
@@ -181,9 +183,10 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     return 0;
 }
 
-/* Enqueues the whole step; the caller synchronises. 0 or -1. */
+/* Enqueues the whole step; the caller synchronises. 0 or -1. dev_sample:
+   sample on the device instead of copying the logits back. */
 static int
-cu_enqueue(dw_cu_t *c, dw_step_t *st)
+cu_enqueue(dw_cu_t *c, dw_step_t *st, int dev_sample)
 {
     const dw_config_t  *cfg = &c->m->cfg;
     dw_cu_plan_t        mt;
@@ -224,6 +227,9 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         {
             return -1;
         }
+        if (dev_sample) {
+            return dw_cu_sample_enqueue(c, mt.n_logits);
+        }
         CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
                                (size_t) mt.n_logits * cfg->vocab_size * 4,
                                cudaMemcpyDeviceToHost, c->stream));
@@ -231,8 +237,8 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
     return 0;
 }
 
-int
-dw_cu_forward(dw_backend_t *be, dw_step_t *st)
+static int
+cu_run(dw_backend_t *be, dw_step_t *st, int dev_sample)
 {
     dw_cu_t      *c = be->priv;
     int           rc;
@@ -246,7 +252,7 @@ dw_cu_forward(dw_backend_t *be, dw_step_t *st)
                 cudaGetErrorString(e));
         return -1;
     }
-    rc = cu_enqueue(c, st);
+    rc = cu_enqueue(c, st, dev_sample);
     /* also after a failure: what was enqueued must be done before the
        next step refills the host metadata and the scratch; errors of any
        kernel surface here at the latest */
@@ -256,4 +262,16 @@ dw_cu_forward(dw_backend_t *be, dw_step_t *st)
         return -1;
     }
     return rc;
+}
+
+int
+dw_cu_forward(dw_backend_t *be, dw_step_t *st)
+{
+    return cu_run(be, st, 0);
+}
+
+int
+dw_cu_forward_dev_sample(dw_backend_t *be, dw_step_t *st)
+{
+    return cu_run(be, st, 1);
 }

@@ -51,9 +51,28 @@ typedef struct {
     size_t             meta_cap;      /* uint32_t each */
     uint32_t          *seq_order;     /* host: first row of each seq */
     uint32_t           cap_seqs;
+    struct dw_cu_smp_s *smp;          /* device sampling state, or NULL */
 } dw_cu_t;
 
 /* the forward pass (dw_backend_cuda_fwd.c) */
 int dw_cu_forward(dw_backend_t *be, dw_step_t *st);
+/* the same, but the logits stay on the device and dw_cu_sample_enqueue
+   samples them (the step's outputs copied back instead of the logits) */
+int dw_cu_forward_dev_sample(dw_backend_t *be, dw_step_t *st);
+
+/*
+ * Sampling on the device (dw_backend_cuda_sample.c): ops->sample fills
+ * each row's parameters and penalty pairs, runs the step through
+ * dw_cu_forward_dev_sample, whose end calls dw_cu_sample_enqueue (the
+ * launch on c->logits and the copy of the small outputs), then hands
+ * tokens, logprobs and advanced RNG states to the engine.
+ */
+int dw_cu_sample_step(dw_backend_t *be, dw_step_t *st,
+    const dw_sample_row_t *rows, dw_sample_out_t *out);
+int dw_cu_sample_enqueue(dw_cu_t *c, uint32_t n_logits);
+void dw_cu_sample_free(dw_cu_t *c);
+/* a row's kernel parameters from its sampling settings and RNG */
+void dw_cu_sample_param_fill(dw_cu_sample_param_t *p, const dw_sampling_t *sp,
+    const dw_rng_t *rng, uint32_t pen_off, uint32_t n_pen);
 
 #endif

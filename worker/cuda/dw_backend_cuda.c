@@ -315,6 +315,7 @@ cu_destroy(dw_backend_t *be)
         free(c->seq_order);
         dw_cu_graphs_destroy(c);
         dw_cu_gemm_destroy(c->gemm);
+        dw_cu_sample_free(c);
         if (c->blas != NULL) {
             cublasDestroy(c->blas);
         }
@@ -327,7 +328,8 @@ cu_destroy(dw_backend_t *be)
 }
 
 static const dw_backend_ops_t  cu_ops = {
-    "cuda", dw_cu_forward, NULL, cu_block_bytes, cu_destroy
+    "cuda", dw_cu_forward, NULL, cu_block_bytes, cu_destroy,
+    dw_cu_sample_step
 };
 
 /* What this backend does not run yet, named; 0 when it runs cfg. */

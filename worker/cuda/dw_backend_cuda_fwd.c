@@ -10,7 +10,9 @@
  *   residual add fused with the MLP's norm, gate/up GEMM, SwiGLU, down
  *   GEMM, residual add fused with the next layer's norm;
  * then the final norm of the logits rows, the lm_head GEMM (F32 out) and
- * one copy of the logits to the engine. Everything on one stream; the
+ * one copy of the logits to the engine (or, for the sample op, the
+ * device sampler and a copy of its small outputs: dw_cu_sample_enqueue,
+ * dw_backend_cuda_sample.c). Everything on one stream; the
  * step ends with one synchronisation.
  */
 #include <math.h>
@@ -220,9 +222,10 @@ dw_cu_enqueue_rows(dw_cu_t *c, const dw_cu_plan_t *mt)
     return 0;
 }
 
-/* Enqueues the whole step; the caller synchronises. 0 or -1. */
+/* Enqueues the whole step; the caller synchronises. 0 or -1. dev_sample:
+   sample on the device instead of copying the logits back. */
 static int
-cu_enqueue(dw_cu_t *c, dw_step_t *st)
+cu_enqueue(dw_cu_t *c, dw_step_t *st, int dev_sample)
 {
     const dw_config_t  *cfg = &c->m->cfg;
     dw_cu_plan_t        mt;
@@ -237,7 +240,7 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         return -1;
     }
     /* decode-only steps of up to 256 sequences: a graph */
-    rc = dw_cu_graph_step(c, st, &mt);
+    rc = dw_cu_graph_step(c, st, &mt, dev_sample);
     if (rc != 0) {
         return rc > 0 ? 0 : -1;
     }
@@ -261,12 +264,15 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
                                    (size_t) mt.n_logits * cfg->vocab_size * 4,
                                    cudaMemcpyDeviceToHost, c->stream));
         }
+        if (dev_sample) {
+            return dw_cu_sample_enqueue(c, mt.n_logits);
+        }
     }
     return 0;
 }
 
-int
-dw_cu_forward(dw_backend_t *be, dw_step_t *st)
+static int
+cu_run(dw_backend_t *be, dw_step_t *st, int dev_sample)
 {
     dw_cu_t      *c = be->priv;
     int           rc;
@@ -280,7 +286,7 @@ dw_cu_forward(dw_backend_t *be, dw_step_t *st)
                 cudaGetErrorString(e));
         return -1;
     }
-    rc = cu_enqueue(c, st);
+    rc = cu_enqueue(c, st, dev_sample);
     /* also after a failure: what was enqueued must be done before the
        next step refills the host metadata and the scratch; errors of any
        kernel surface here at the latest */
@@ -290,4 +296,16 @@ dw_cu_forward(dw_backend_t *be, dw_step_t *st)
         return -1;
     }
     return rc;
+}
+
+int
+dw_cu_forward(dw_backend_t *be, dw_step_t *st)
+{
+    return cu_run(be, st, 0);
+}
+
+int
+dw_cu_forward_dev_sample(dw_backend_t *be, dw_step_t *st)
+{
+    return cu_run(be, st, 1);
 }

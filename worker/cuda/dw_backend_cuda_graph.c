@@ -172,7 +172,8 @@ cu_capture(dw_cu_t *c, const dw_cu_plan_t *pp, cudaGraphExec_t *exec)
 }
 
 int
-dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt)
+dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt,
+    int dev_sample)
 {
     dw_cu_graphs_t     *G = c->graphs;
     const dw_config_t  *cfg = &c->m->cfg;
@@ -180,7 +181,7 @@ dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt)
     dw_cu_plan_t        pp, big;
     cu_graph_t         *g;
     const void         *now[N_PTRS];
-    uint32_t            bucket, bound, i, nr;
+    uint32_t            bucket, bound, i, j, nr;
     cudaError_t         e;
 
     /* tensor parallelism runs eagerly: its logits all-gather may grow a
@@ -246,6 +247,29 @@ dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt)
         }
     }
     nr = dw_cu_pad_copies(st, G->runs);
+    if (dev_sample) {
+        /* the wanted rows packed at the front of c->logits, in order (a
+           row moves down or stays: one row at a time never overlaps),
+           then sampled there */
+        for (i = 0; i < nr; i++) {
+            for (j = 0; G->runs[i].src != G->runs[i].dst
+                        && j < G->runs[i].n; j++)
+            {
+                e = cudaMemcpyAsync(c->logits + (size_t) (G->runs[i].dst + j)
+                                                * V,
+                                    c->logits + (size_t) (G->runs[i].src + j)
+                                                * V,
+                                    V * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, c->stream);
+                if (e != cudaSuccess) {
+                    fprintf(stderr, "dw cuda: logits: %s\n",
+                            cudaGetErrorString(e));
+                    return -1;
+                }
+            }
+        }
+        return dw_cu_sample_enqueue(c, st->n_logits) == 0 ? 1 : -1;
+    }
     for (i = 0; i < nr; i++) {
         e = cudaMemcpyAsync(st->logits + (size_t) G->runs[i].dst * V,
                             c->logits + (size_t) G->runs[i].src * V,

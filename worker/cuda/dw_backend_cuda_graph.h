@@ -24,7 +24,8 @@ void dw_cu_graphs_destroy(dw_cu_t *c);
  * step is for the eager path (graphs off, not decode-only, too many
  * sequences), -1 on an error. mt: dw_cu_plan of st.
  */
-int dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt);
+int dw_cu_graph_step(dw_cu_t *c, dw_step_t *st, const dw_cu_plan_t *mt,
+    int dev_sample);
 
 /* Counts for tests and logs: graphs captured and replays, so far; -1
    when be is not a cuda backend with graphs on. */

@@ -75,6 +75,7 @@ typedef struct {
     uint32_t           cap_seqs;
     dw_dtype_t         dt;            /* storage type (--dtype) */
     size_t             esz;           /* its size in bytes */
+    struct dw_cu_smp_s *smp;          /* device sampling state, or NULL */
 } dw_cu_t;
 
 /* the storage type for cuBLAS */
@@ -135,5 +136,24 @@ int dw_cu_tp_allreduce(dw_cu_t *c, void *x, size_t n);
 /* c->logits[n_logits][vocab] (on rank 0) = the lm_head over c->xn's first
    n_logits rows, each rank its vocab slice, all-gathered */
 int dw_cu_tp_logits(dw_cu_t *c, uint32_t n_logits);
+
+/* the same, but the logits stay on the device and dw_cu_sample_enqueue
+   samples them (the step's outputs copied back instead of the logits) */
+int dw_cu_forward_dev_sample(dw_backend_t *be, dw_step_t *st);
+
+/*
+ * Sampling on the device (dw_backend_cuda_sample.c): ops->sample fills
+ * each row's parameters and penalty pairs, runs the step through
+ * dw_cu_forward_dev_sample, whose end calls dw_cu_sample_enqueue (the
+ * launch on c->logits and the copy of the small outputs), then hands
+ * tokens, logprobs and advanced RNG states to the engine.
+ */
+int dw_cu_sample_step(dw_backend_t *be, dw_step_t *st,
+    const dw_sample_row_t *rows, dw_sample_out_t *out);
+int dw_cu_sample_enqueue(dw_cu_t *c, uint32_t n_logits);
+void dw_cu_sample_free(dw_cu_t *c);
+/* a row's kernel parameters from its sampling settings and RNG */
+void dw_cu_sample_param_fill(dw_cu_sample_param_t *p, const dw_sampling_t *sp,
+    const dw_rng_t *rng, uint32_t pen_off, uint32_t n_pen);
 
 #endif

@@ -187,8 +187,10 @@ tp_destroy(dw_backend_t *be)
     free(be);
 }
 
+/* no sample op: rank 0 copies the logits back and the engine samples
+   them on the host */
 static const dw_backend_ops_t  tp_ops = {
-    "cuda", tp_forward, NULL, tp_block_bytes, tp_destroy
+    "cuda", tp_forward, NULL, tp_block_bytes, tp_destroy, NULL
 };
 
 int

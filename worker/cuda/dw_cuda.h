@@ -147,6 +147,65 @@ cudaError_t dw_cu_attn_prefill(void *out, size_t ldo, const void *q,
     const uint32_t *q_start, const uint32_t *q_len, const uint32_t *pos0,
     uint32_t n_seqs, uint32_t max_q_len, float scale, cudaStream_t st);
 
+/* ---- dw_cu_sample.cu ---- */
+
+/*
+ * Sampling on the device, one thread block per row: the threshold
+ * algorithm of worker/src/dw_sample_thr_int.h (its sequential C
+ * reference, same semantics as the host's dw_sample): penalties, greedy
+ * argmax, temperature, top_k by bisection on the k-th largest value's
+ * order-preserving bits, min_p as a threshold, top_p by bisection on a
+ * weight threshold (ties at it kept), one uniform draw (xoshiro256**,
+ * the host's dw_rng_uniform stream) by inverse CDF over the kept tokens
+ * in token-id order; logprobs of the raw logits. No sort.
+ */
+#define DW_CU_SAMPLE_TOP  20          /* = DW_MAX_TOP_LOGPROBS */
+
+/* One row's parameters (host-filled, copied to the device). */
+typedef struct {
+    int32_t   greedy;          /* argmax (temperature < eps or top_k 1) */
+    float     inv_temp;        /* 1 / temperature (host-computed) */
+    int32_t   top_k;           /* <= 0 or >= vocab: off */
+    float     top_p;           /* outside (0, 1): off */
+    float     min_p;           /* <= 0: off */
+    float     log_min_p;       /* logf(min_p), host-computed */
+    float     repetition_penalty;  /* applied when > 0 and != 1 */
+    float     presence_penalty;
+    float     frequency_penalty;
+    int32_t   n_logprobs;      /* -1: none; else the top N, N clamped to
+                                  DW_CU_SAMPLE_TOP */
+    uint32_t  pen_off;         /* the row's penalty pairs: pen[2 * pen_off
+                                  .. 2 * (pen_off + n_pen)) */
+    uint32_t  n_pen;
+    uint64_t  rng[4];          /* xoshiro256** state before the draw */
+} dw_cu_sample_param_t;
+
+/* One row's result. */
+typedef struct {
+    uint32_t  token;
+    float     logprob;         /* the token's, when n_logprobs >= 0 */
+    uint32_t  n_top;
+    uint32_t  drew;            /* 1 when the rng advanced (one draw) */
+    uint64_t  rng[4];          /* the state after */
+    uint32_t  top_ids[DW_CU_SAMPLE_TOP];
+    float     top_logprobs[DW_CU_SAMPLE_TOP];
+} dw_cu_sample_out_t;
+
+/*
+ * out[r] for each of n_rows rows of logits[n_rows][vocab] (F32, not
+ * modified) with params[r]; work: n_rows x vocab floats of scratch (the
+ * penalised, scaled logits). pen: (id, count in the output) pairs of
+ * each row's distinct history tokens (dw_sample_pen_list), only for rows
+ * with penalties (n_pen 0 otherwise; pen may be NULL when no row has
+ * any). kept: NULL, or (tests) n_rows x vocab bytes set to 1 for the
+ * tokens the draw chose among (greedy: the argmax), 0 otherwise. Every
+ * pointer is a device pointer.
+ */
+cudaError_t dw_cu_sample(dw_cu_sample_out_t *out, float *work,
+    const float *logits, const dw_cu_sample_param_t *params,
+    const uint32_t *pen, uint8_t *kept, uint32_t n_rows, uint32_t vocab,
+    cudaStream_t st);
+
 #ifdef __cplusplus
 }
 #endif

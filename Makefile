@@ -63,7 +63,8 @@ W_HDR    := $(wildcard worker/include/*.h worker/src/*.h kvrouter/include/*.h)
 # it libdwcuda.a holds only a stub whose create says the worker was built
 # without CUDA. Programs and worker tests link libdwcuda.a; the CUDA
 # libraries are needed only where a program uses the backend
-# (--as-needed). test/test_*.c there are the GPU tests (make test-gpu).
+# (--as-needed; NCCL for --tensor-parallel-size). test/test_*.c there are
+# the GPU tests (make test-gpu).
 CUDA     ?= /usr/local/cuda
 NVCC     := $(CUDA)/bin/nvcc
 HAVE_CUDA:= $(if $(NOCUDA),,$(wildcard $(NVCC)))
@@ -79,7 +80,7 @@ CU_CSRC  := $(filter-out worker/cuda/dw_backend_cuda_none.c, \
                          $(wildcard worker/cuda/*.c))
 CU_INC   := -Iworker/cuda -I$(CUDA)/include
 CU_LIBS  := -L$(CUDA)/lib64 -Wl,-rpath,$(CUDA)/lib64 -Wl,--as-needed \
-            -lcublasLt -lcublas -lcudart -lstdc++ -Wl,--no-as-needed
+            -lnccl -lcublasLt -lcublas -lcudart -lstdc++ -Wl,--no-as-needed
 else
 CU_SRC   :=
 CU_CSRC  := worker/cuda/dw_backend_cuda_none.c
@@ -90,7 +91,8 @@ CU_OBJ   := $(CU_SRC:%.cu=$(B)/cuobj/%.o) $(CU_CSRC:%.c=$(B)/cuobj/%.o)
 CU_CMD   := $(if $(HAVE_CUDA),$(patsubst worker/cuda/cmd/%.c,$(B)/bin/%, \
                                   $(wildcard worker/cuda/cmd/*.c)))
 CUTEST_SRC:= $(wildcard worker/cuda/test/test_*.c)
-CUTEST_BIN:= $(CUTEST_SRC:worker/cuda/test/%.c=$(B)/cutest/%)
+CUTEST_BIN:= $(if $(HAVE_CUDA), \
+                 $(CUTEST_SRC:worker/cuda/test/%.c=$(B)/cutest/%))
 
 # ngx_dynamo_module/: the pure parts (no nginx types) are also built alone
 # for cmocka tests (test/test_*.c) and libFuzzer targets (fuzz/fuzz_*.c).
@@ -189,7 +191,7 @@ $(W_LIB): $(W_OBJ)
 
 $(B)/cuobj/%.o: %.cu $(CU_HDR) | $(DEPS)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -Iworker/cuda -c $< -o $@
+	$(NVCC) $(NVFLAGS) -Iworker/cuda -Iworker/include -c $< -o $@
 
 $(B)/cuobj/%.o: %.c $(W_HDR) $(CU_HDR) | $(DEPS)
 	@mkdir -p $(dir $@)

@@ -1,7 +1,9 @@
 # dynamo-worker --engine cuda where there is no GPU (CI): it exits 1 at
 # once with a message naming the reason (no device or driver, or a build
-# without CUDA) and pointing at --engine cpu; the tensor-parallel and
-# dtype flags are checked before anything starts (exit 2). Where a GPU is
+# without CUDA) and pointing at --engine cpu, also with
+# --tensor-parallel-size; a size that does not fit the model is named
+# (exit 1); the tensor-parallel and dtype flags without --engine cuda are
+# refused before anything starts (exit 2). Where a GPU is
 # present the worker starts instead: that case is skipped here (make
 # test-gpu covers the backend).
 
@@ -42,11 +44,43 @@ SKIP: {
     like($err, qr/use --engine cpu/, 'points at the cpu backend');
 }
 
+# f16 and f32 storage are accepted: the worker gets as far as the device
+for my $dt ('f16', 'f32') {
+    ($rc, $err) = worker_exit(30, '--engine', 'cuda', '--model', $MODEL,
+                              '--dtype', $dt, '--redis', 'none',
+                              '--port', '0');
+    SKIP: {
+        skip "a CUDA device is present (--dtype $dt started)", 2
+            if !defined $rc;
+        is($rc, 1, "--dtype $dt, no GPU: exit status 1");
+        like($err, qr/no CUDA device: |built without CUDA/,
+             "--dtype $dt: refused for the device, not the dtype");
+    }
+}
+
 ($rc, $err) = worker_exit(30, '--engine', 'cuda', '--model', $MODEL,
+                          '--redis', 'none', '--port', '0',
                           '--tensor-parallel-size', '2');
-is($rc, 2, '--tensor-parallel-size 2: usage error');
-like($err, qr/--tensor-parallel-size 2: only 1 is supported/,
-     'tensor parallelism: says it is not there yet');
+SKIP: {
+    skip 'a CUDA device is present (the worker started): make test-gpu', 2
+        if !defined $rc;
+    is($rc, 1, '--tensor-parallel-size 2, no GPU: exit status 1');
+    like($err, qr/no CUDA device: cudaGetDeviceCount: |built without CUDA/,
+         'tensor parallelism: says why it cannot run');
+}
+
+($rc, $err) = worker_exit(30, '--engine', 'cuda', '--model', $MODEL,
+                          '--redis', 'none', '--port', '0',
+                          '--tensor-parallel-size', '3');
+is($rc, 1, '--tensor-parallel-size 3 on 8 heads: exit status 1');
+like($err, qr/--tensor-parallel-size 3 does not divide n_heads 8/,
+     'tensor parallelism: says the size does not fit the model');
+
+($rc, $err) = worker_exit(30, '--model', $MODEL,
+                          '--tensor-parallel-size', '2');
+is($rc, 2, '--tensor-parallel-size without --engine cuda: usage error');
+like($err, qr/--tensor-parallel-size 2 needs --engine cuda/,
+     'tensor parallelism: says which engine');
 
 ($rc, $err) = worker_exit(30, '--model', $MODEL, '--dtype', 'bf16');
 is($rc, 2, '--dtype without --engine cuda: usage error');

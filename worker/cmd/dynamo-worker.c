@@ -16,6 +16,7 @@
 #include "dw_model.h"
 #include "dw_opts.h"
 #include "dw_server.h"
+#include "dw_tp.h"
 #include "dw_xfer.h"
 #include "kvr_hash.h"
 
@@ -172,6 +173,15 @@ main(int argc, char **argv)
     dw_log_set_level(o.log_level);
 
     model = NULL;
+    /* a tensor-parallel size that does not fit the model is named first,
+       GPU or not (from config.json alone) */
+    if (o.engine == DW_ENGINE_CUDA && o.tensor_parallel > 1
+        && (dw_model_load_config(o.model, &cfg, err, sizeof(err)) != 0
+            || dw_tp_check(&cfg, o.tensor_parallel, err, sizeof(err)) != 0))
+    {
+        fprintf(stderr, "dynamo-worker: %s\n", err);
+        return 1;
+    }
     /* no GPU: say so before loading anything */
     if (o.engine == DW_ENGINE_CUDA
         && dw_backend_cuda_devices(err, sizeof(err)) <= 0)
@@ -218,6 +228,7 @@ main(int argc, char **argv)
         bo.seed = o.mock_seed;
         bo.dtype = o.dtype;
         bo.device = 0;
+        bo.tensor_parallel = o.tensor_parallel;
         reg = NULL;
         if (x != NULL
             && kv_pool(&o, x, &cfg, n_blocks, &bo, &reg, err, sizeof(err))

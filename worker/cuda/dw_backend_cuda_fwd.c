@@ -10,7 +10,9 @@
  *   residual add fused with the MLP's norm, gate/up GEMM, SwiGLU, down
  *   GEMM, residual add fused with the next layer's norm;
  * then the final norm of the logits rows, the lm_head GEMM (F32 out) and
- * one copy of the logits to the engine. Everything on one stream; the
+ * one copy of the logits to the engine (or, for the sample op, the
+ * device sampler and a copy of its small outputs: dw_cu_sample_enqueue,
+ * dw_backend_cuda_sample.c). Everything on one stream; the
  * step ends with one synchronisation.
  */
 #include <math.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_backend_cuda_graph.h"
 #include "dw_backend_cuda_int.h"
 #include "dw_cu_plan.h"
 
@@ -42,22 +45,22 @@ dgrow(void **p, size_t bytes)
     return 0;
 }
 
-static int
-cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
+int
+dw_cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
     size_t meta, size_t ws)
 {
     const dw_config_t  *cfg = &c->m->cfg;
-    size_t              h = cfg->hidden_size, im = cfg->intermediate_size;
+    size_t              h = cfg->hidden_size, im = c->im;
     size_t              r = rows;
 
     if (rows > c->cap_rows) {
         if (dgrow((void **) &c->x, r * h * 4)
-            || dgrow((void **) &c->xn, r * h * 2)
-            || dgrow((void **) &c->qkvo, r * (c->qd + 2 * c->kvd) * 2)
-            || dgrow((void **) &c->att, r * c->qd * 2)
-            || dgrow((void **) &c->tmp, r * h * 2)
-            || dgrow((void **) &c->gu, r * 2 * im * 2)
-            || dgrow((void **) &c->act, r * im * 2))
+            || dgrow(&c->xn, r * h * c->esz)
+            || dgrow(&c->qkvo, r * (c->qd + 2 * c->kvd) * c->esz)
+            || dgrow(&c->att, r * c->qd * c->esz)
+            || dgrow(&c->tmp, r * h * c->esz)
+            || dgrow(&c->gu, r * 2 * im * c->esz)
+            || dgrow(&c->act, r * im * c->esz))
         {
             c->cap_rows = 0;
             return -1;
@@ -106,25 +109,18 @@ cu_reserve(dw_cu_t *c, uint32_t rows, uint32_t n_logits, uint32_t seqs,
     return 0;
 }
 
-/* y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T; BF16 in, F32 sum */
+/*
+ * y[rows][n] (ldy) = x[rows][k] (ldx) . W[n][k]^T; x, W (and y unless
+ * y_f32) of the storage type, F32 sum (dw_cu_gemm.c: cuBLASLt). F32
+ * storage: an F32 GEMM (no TF32), so it differs from the cpu backend
+ * only in summation order.
+ */
 static int
-gemm(dw_cu_t *c, const dw_bf16_t *x, size_t ldx, const dw_bf16_t *w,
-    uint32_t n, uint32_t k, uint32_t rows, void *y, size_t ldy, int y_f32)
+gemm(dw_cu_t *c, const void *x, size_t ldx, const void *w, uint32_t n,
+    uint32_t k, uint32_t rows, void *y, size_t ldy, int y_f32)
 {
-    const float     one = 1, zero = 0;
-    cublasStatus_t  s;
-
-    /* column-major view: Y^T (n x rows) = W (k x n)^T . X^T (k x rows) */
-    s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int) n, (int) rows,
-                     (int) k, &one, w, CUDA_R_16BF, (int) k, x, CUDA_R_16BF,
-                     (int) ldx, &zero, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF,
-                     (int) ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "dw cuda: cublasGemmEx (%u x %u x %u): %s\n", rows, n,
-                k, cublasGetStatusString(s));
-        return -1;
-    }
-    return 0;
+    return dw_cu_gemm(c->gemm, c->stream, dw_cu_data_type(c), x, ldx, w, n,
+                      k, rows, y, ldy, y_f32);
 }
 
 static int
@@ -133,7 +129,7 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     const dw_config_t    *cfg = &c->m->cfg;
     const dw_cu_layer_t  *D = &c->layers[l];
     const uint32_t       *M = c->meta_d;
-    uint32_t              h = cfg->hidden_size, im = cfg->intermediate_size;
+    uint32_t              h = cfg->hidden_size, im = c->im;
     uint32_t              rows = mt->rows, ldqkv = c->qd + 2 * c->kvd;
     float                 scale = 1.0f / sqrtf((float) cfg->head_dim);
     cudaStream_t          st = c->stream;
@@ -142,19 +138,22 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     if (gemm(c, c->xn, h, D->qkv, ldqkv, h, rows, c->qkvo, ldqkv, 0)) {
         return -1;
     }
-    CU_TRY(dw_cu_rope_kv(c->qkvo, c->qkvo + c->qd, c->qkvo + c->qd + c->kvd,
-                         ldqkv, rows, cfg->n_heads, M + mt->pos,
-                         M + mt->slot, c->inv_freq, &c->kv, l, st));
+    CU_TRY(dw_cu_rope_kv(c->qkvo, dw_cu_el(c, c->qkvo, c->qd),
+                         dw_cu_el(c, c->qkvo, c->qd + c->kvd), ldqkv,
+                         rows, c->nh, M + mt->pos, M + mt->slot,
+                         c->inv_freq, &c->kv, l, st));
     if (mt->n_dec > 0) {
         CU_TRY(dw_cu_attn_decode(c->att, c->qd, c->qkvo, ldqkv, &c->kv, l,
-                                 cfg->n_heads, M + mt->dec_tables, mt->mb,
+                                 c->nh, M + mt->dec_tables, mt->mb,
                                  M + mt->dec_ctx, mt->n_dec, mt->max_ctx,
                                  scale, c->ws, st));
     }
     if (mt->n_pf > 0) {
-        CU_TRY(dw_cu_attn_prefill(c->att + (size_t) mt->n_dec * c->qd, c->qd,
-                                  c->qkvo + (size_t) mt->n_dec * ldqkv, ldqkv,
-                                  &c->kv, l, cfg->n_heads, M + mt->pf_tables,
+        CU_TRY(dw_cu_attn_prefill(dw_cu_el(c, c->att, (size_t) mt->n_dec
+                                                       * c->qd), c->qd,
+                                  dw_cu_el(c, c->qkvo, (size_t) mt->n_dec
+                                                       * ldqkv), ldqkv,
+                                  &c->kv, l, c->nh, M + mt->pf_tables,
                                   mt->mb, M + mt->pf_qstart, M + mt->pf_qlen,
                                   M + mt->pf_pos0, mt->n_pf, mt->max_q, scale,
                                   st));
@@ -162,34 +161,77 @@ cu_layer(dw_cu_t *c, const dw_cu_plan_t *mt, uint32_t l)
     if (gemm(c, c->att, c->qd, D->o, h, c->qd, rows, c->tmp, h, 0)) {
         return -1;
     }
+    /* tensor parallel: o is row-parallel, tmp a partial sum */
+    if (c->comm != NULL && dw_cu_tp_allreduce(c, c->tmp, (size_t) rows * h)) {
+        return -1;
+    }
     CU_TRY(dw_cu_add_rmsnorm(c->xn, h, c->x, c->tmp, h, D->o_bias,
-                             D->ffn_norm, rows, h, cfg->rms_eps, st));
+                             D->ffn_norm, rows, h, cfg->rms_eps, c->dt, st));
     if (gemm(c, c->xn, h, D->gu, 2 * im, h, rows, c->gu, 2 * im, 0)) {
         return -1;
     }
-    CU_TRY(dw_cu_swiglu(c->act, im, c->gu, c->gu + im, 2 * im, rows, im, st));
+    CU_TRY(dw_cu_swiglu(c->act, im, c->gu, dw_cu_el(c, c->gu, im), 2 * im,
+                        rows, im, c->dt, st));
     if (gemm(c, c->act, im, D->down, h, im, rows, c->tmp, h, 0)) {
+        return -1;
+    }
+    if (c->comm != NULL && dw_cu_tp_allreduce(c, c->tmp, (size_t) rows * h)) {
         return -1;
     }
     if (l + 1 < cfg->n_layers) {
         CU_TRY(dw_cu_add_rmsnorm(c->xn, h, c->x, c->tmp, h, NULL,
                                  c->layers[l + 1].attn_norm, rows, h,
-                                 cfg->rms_eps, st));
+                                 cfg->rms_eps, c->dt, st));
     } else {
-        CU_TRY(dw_cu_residual_add(c->x, c->tmp, h, NULL, rows, h, st));
+        CU_TRY(dw_cu_residual_add(c->x, c->tmp, h, NULL, rows, h, c->dt,
+                                  st));
     }
     return 0;
 }
 
-/* Enqueues the whole step; the caller synchronises. 0 or -1. */
+int
+dw_cu_enqueue_rows(dw_cu_t *c, const dw_cu_plan_t *mt)
+{
+    const dw_config_t  *cfg = &c->m->cfg;
+    uint32_t            l, h = cfg->hidden_size;
+
+    CU_TRY(dw_cu_embed(c->x, c->embed, c->meta_d + mt->tokens, mt->rows, h,
+                       c->dt, c->stream));
+    CU_TRY(dw_cu_rmsnorm(c->xn, h, c->x, c->layers[0].attn_norm, mt->rows, h,
+                         cfg->rms_eps, c->dt, c->stream));
+    for (l = 0; l < cfg->n_layers; l++) {
+        if (cu_layer(c, mt, l) != 0) {
+            return -1;
+        }
+    }
+    if (mt->n_logits > 0) {
+        CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt->logit_rows,
+                                  c->final_norm, mt->n_logits, h,
+                                  cfg->rms_eps, c->dt, c->stream));
+        if (c->comm != NULL) {
+            /* vocab-parallel lm_head: every rank its slice, all-gathered */
+            if (dw_cu_tp_logits(c, mt->n_logits) != 0) {
+                return -1;
+            }
+        } else if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h,
+                        mt->n_logits, c->logits, cfg->vocab_size, 1))
+        {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Enqueues the whole step; the caller synchronises. 0 or -1. dev_sample:
+   sample on the device instead of copying the logits back. */
 static int
-cu_enqueue(dw_cu_t *c, dw_step_t *st)
+cu_enqueue(dw_cu_t *c, dw_step_t *st, int dev_sample)
 {
     const dw_config_t  *cfg = &c->m->cfg;
     dw_cu_plan_t        mt;
-    uint32_t            l, h = cfg->hidden_size;
     size_t              ws;
     char                msg[160];
+    int                 rc;
 
     if (dw_cu_plan(st, cfg->vocab_size, c->bs, c->n_blocks, &mt, msg,
                    sizeof(msg)) != 0)
@@ -197,42 +239,40 @@ cu_enqueue(dw_cu_t *c, dw_step_t *st)
         fprintf(stderr, "dw cuda: %s\n", msg);
         return -1;
     }
-    ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, cfg->n_heads,
+    /* decode-only steps of up to 256 sequences: a graph */
+    rc = dw_cu_graph_step(c, st, &mt, dev_sample);
+    if (rc != 0) {
+        return rc > 0 ? 0 : -1;
+    }
+    ws = mt.n_dec > 0 ? dw_cu_attn_decode_ws(mt.n_dec, c->nh,
                                              cfg->head_dim, mt.max_ctx)
                       : 0;
-    if (cu_reserve(c, mt.rows, mt.n_logits, st->n_seqs, mt.total, ws) != 0) {
+    if (dw_cu_reserve(c, mt.rows, mt.n_logits, st->n_seqs, mt.total, ws)
+        != 0)
+    {
         return -1;
     }
     dw_cu_plan_fill(st, c->bs, &mt, c->meta_h, c->seq_order);
     CU_TRY(cudaMemcpyAsync(c->meta_d, c->meta_h, mt.total * 4,
                            cudaMemcpyHostToDevice, c->stream));
-    CU_TRY(dw_cu_embed(c->x, c->embed, c->meta_d + mt.tokens, mt.rows, h,
-                       c->stream));
-    CU_TRY(dw_cu_rmsnorm(c->xn, h, c->x, c->layers[0].attn_norm, mt.rows, h,
-                         cfg->rms_eps, c->stream));
-    for (l = 0; l < cfg->n_layers; l++) {
-        if (cu_layer(c, &mt, l) != 0) {
-            return -1;
-        }
+    if (dw_cu_enqueue_rows(c, &mt) != 0) {
+        return -1;
     }
     if (mt.n_logits > 0) {
-        CU_TRY(dw_cu_rmsnorm_rows(c->xn, h, c->x, c->meta_d + mt.logit_rows,
-                                  c->final_norm, mt.n_logits, h, cfg->rms_eps,
-                                  c->stream));
-        if (gemm(c, c->xn, h, c->lm_head, cfg->vocab_size, h, mt.n_logits,
-                 c->logits, cfg->vocab_size, 1))
-        {
-            return -1;
+        if (c->tp.rank == 0) {
+            CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
+                                   (size_t) mt.n_logits * cfg->vocab_size * 4,
+                                   cudaMemcpyDeviceToHost, c->stream));
         }
-        CU_TRY(cudaMemcpyAsync(st->logits, c->logits,
-                               (size_t) mt.n_logits * cfg->vocab_size * 4,
-                               cudaMemcpyDeviceToHost, c->stream));
+        if (dev_sample) {
+            return dw_cu_sample_enqueue(c, mt.n_logits);
+        }
     }
     return 0;
 }
 
-int
-dw_cu_forward(dw_backend_t *be, dw_step_t *st)
+static int
+cu_run(dw_backend_t *be, dw_step_t *st, int dev_sample)
 {
     dw_cu_t      *c = be->priv;
     int           rc;
@@ -246,7 +286,7 @@ dw_cu_forward(dw_backend_t *be, dw_step_t *st)
                 cudaGetErrorString(e));
         return -1;
     }
-    rc = cu_enqueue(c, st);
+    rc = cu_enqueue(c, st, dev_sample);
     /* also after a failure: what was enqueued must be done before the
        next step refills the host metadata and the scratch; errors of any
        kernel surface here at the latest */
@@ -256,4 +296,16 @@ dw_cu_forward(dw_backend_t *be, dw_step_t *st)
         return -1;
     }
     return rc;
+}
+
+int
+dw_cu_forward(dw_backend_t *be, dw_step_t *st)
+{
+    return cu_run(be, st, 0);
+}
+
+int
+dw_cu_forward_dev_sample(dw_backend_t *be, dw_step_t *st)
+{
+    return cu_run(be, st, 1);
 }

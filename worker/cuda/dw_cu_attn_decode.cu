@@ -10,7 +10,8 @@
  *   3. threads over (head, dim): sum of p_t * V_t, divided by the sum.
  * Each split leaves (max, sum, out) in the workspace; the merge kernel
  * combines the splits of a (sequence, head) with the usual rescaling.
- * Arithmetic F32, K/V and q BF16.
+ * Arithmetic F32; q, out and the pool of the storage type T (kv->dtype,
+ * dw_cu_int.cuh).
  */
 #include <math.h>
 
@@ -24,8 +25,9 @@ ws_rec(uint32_t head_dim)
     return (size_t) head_dim + 2;            /* max, sum, out[head_dim] */
 }
 
+template <typename T>
 static __global__ void
-decode_k(const dw_bf16_t *q, size_t ldq, dw_cu_kv_t kv, uint32_t layer,
+decode_k(const T *q, size_t ldq, dw_cu_kv_t kv, uint32_t layer,
     uint32_t n_heads, const uint32_t *tables, uint32_t max_blocks,
     const uint32_t *ctx_len, uint32_t n_splits, float scale, float *ws)
 {
@@ -61,9 +63,9 @@ decode_k(const dw_bf16_t *q, size_t ldq, dw_cu_kv_t kv, uint32_t layer,
 
     /* 1. scores */
     for (uint32_t t = t0 + w; t < t1; t += nw) {
-        const dw_bf16_t  *K = kv.base + dw_kv_off(kv, table[t / bs], layer, 0,
-                                                  t % bs)
-                              + (size_t) kvh * hd;
+        const T  *K = (const T *) kv.base
+                      + dw_kv_off(kv, table[t / bs], layer, 0, t % bs)
+                      + (size_t) kvh * hd;
         float             acc[DW_CU_MAX_GROUP];
 
 #pragma unroll
@@ -122,8 +124,8 @@ decode_k(const dw_bf16_t *q, size_t ldq, dw_cu_kv_t kv, uint32_t layer,
         float         acc = 0;
 
         for (uint32_t t = t0; t < t1; t++) {
-            const dw_bf16_t  *V = kv.base + dw_kv_off(kv, table[t / bs], layer,
-                                                      1, t % bs);
+            const T  *V = (const T *) kv.base
+                          + dw_kv_off(kv, table[t / bs], layer, 1, t % bs);
 
             acc += pj[t - t0] * dw_ld(V + (size_t) kvh * hd + d);
         }
@@ -138,8 +140,9 @@ decode_k(const dw_bf16_t *q, size_t ldq, dw_cu_kv_t kv, uint32_t layer,
 }
 
 /* Grid (sequence, head), threads over head_dim. */
+template <typename T>
 static __global__ void
-merge_k(dw_bf16_t *out, size_t ldo, uint32_t n_heads, uint32_t hd,
+merge_k(T *out, size_t ldo, uint32_t n_heads, uint32_t hd,
     uint32_t n_splits, const float *ws)
 {
     uint32_t      s = blockIdx.x, h = blockIdx.y;
@@ -186,9 +189,34 @@ dw_cu_attn_decode_ws(uint32_t n_seqs, uint32_t n_heads, uint32_t head_dim,
            * ws_rec(head_dim) * sizeof(float);
 }
 
+template <typename T>
+static cudaError_t
+decode_go(void *out, size_t ldo, const void *q, size_t ldq,
+    const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
+    const uint32_t *tables, uint32_t max_blocks, const uint32_t *ctx_len,
+    uint32_t n_seqs, uint32_t splits, size_t smem, float scale, void *ws,
+    cudaStream_t st)
+{
+    if (smem > 48 * 1024) {
+        cudaError_t  e = cudaFuncSetAttribute(
+            decode_k<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+            (int) smem);
+
+        if (e != cudaSuccess) {
+            return e;
+        }
+    }
+    decode_k<T><<<dim3(n_seqs, kv->n_kv_heads, splits), DEC_THREADS, smem,
+                  st>>>((const T *) q, ldq, *kv, layer, n_heads, tables,
+                        max_blocks, ctx_len, splits, scale, (float *) ws);
+    merge_k<T><<<dim3(n_seqs, n_heads), 128, 0, st>>>(
+        (T *) out, ldo, n_heads, kv->head_dim, splits, (const float *) ws);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t
-dw_cu_attn_decode(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
-    size_t ldq, const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
+dw_cu_attn_decode(void *out, size_t ldo, const void *q, size_t ldq,
+    const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
     const uint32_t *tables, uint32_t max_blocks, const uint32_t *ctx_len,
     uint32_t n_seqs, uint32_t max_ctx, float scale, void *ws,
     cudaStream_t st)
@@ -196,6 +224,9 @@ dw_cu_attn_decode(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
     uint32_t  hd = kv->head_dim, g, splits;
     size_t    smem;
 
+    if (!dw_cu_dtype_ok(kv->dtype)) {
+        return cudaErrorInvalidValue;
+    }
     if (n_seqs == 0) {
         return cudaSuccess;
     }
@@ -215,19 +246,7 @@ dw_cu_attn_decode(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
     }
     smem = ((size_t) g * hd + (size_t) g * DW_CU_DECODE_SPLIT + 2 * g)
            * sizeof(float);
-    if (smem > 48 * 1024) {
-        cudaError_t  e = cudaFuncSetAttribute(
-            decode_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            (int) smem);
-
-        if (e != cudaSuccess) {
-            return e;
-        }
-    }
-    decode_k<<<dim3(n_seqs, kv->n_kv_heads, splits), DEC_THREADS, smem, st>>>(
-        q, ldq, *kv, layer, n_heads, tables, max_blocks, ctx_len, splits,
-        scale, (float *) ws);
-    merge_k<<<dim3(n_seqs, n_heads), 128, 0, st>>>(out, ldo, n_heads, hd,
-                                                  splits, (const float *) ws);
-    return cudaGetLastError();
+    return DW_CU_BY_DTYPE(kv->dtype, decode_go, out, ldo, q, ldq, kv, layer,
+                          n_heads, tables, max_blocks, ctx_len, n_seqs,
+                          splits, smem, scale, ws, st);
 }

@@ -2,7 +2,8 @@
  * dynamo-worker: attention over prompt chunks (prefill), flash-attention
  * style: grid (query tile of BM rows, head, sequence); the block walks
  * the keys 0..(last position of its tile) in tiles of BN, staging each
- * K/V tile from the paged pool in shared memory (BF16), and keeps per
+ * K/V tile from the paged pool in shared memory (storage type T of the
+ * pool, kv->dtype: q and out are T too, dw_cu_int.cuh), and keeps per
  * row a running max, sum and output (online softmax), so scores never
  * reach global memory. Four threads per query row, each with a quarter
  * of head_dim (dims qd, qd + 4, ...) in registers; scores are summed
@@ -21,15 +22,17 @@
 #define BN  32
 #define PF_THREADS  (BM * 4)
 
-template <int ND>
+template <typename T, int ND>
 static __global__ void __launch_bounds__(PF_THREADS)
-prefill_k(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q, size_t ldq,
+prefill_k(T *out, size_t ldo, const T *q, size_t ldq,
     dw_cu_kv_t kv, uint32_t layer, uint32_t n_heads, const uint32_t *tables,
     uint32_t max_blocks, const uint32_t *q_start, const uint32_t *q_len,
     const uint32_t *pos0, float scale)
 {
-    extern __shared__ dw_bf16_t  kvs[];            /* K [BN][hd], V [BN][hd] */
-    __shared__ float             scs[BM][BN];       /* a row's scores */
+    /* K [BN][hd], V [BN][hd] of T; raw bytes, since every instantiation
+       shares the one extern array */
+    extern __shared__ __align__(16) unsigned char  kvs_raw[];
+    __shared__ float   scs[BM][BN];                 /* a row's scores */
     uint32_t   h = blockIdx.y, s = blockIdx.z;
     uint32_t   hd = kv.head_dim, bs = kv.block_size;
     uint32_t   kvh = h / (n_heads / kv.n_kv_heads);
@@ -38,7 +41,8 @@ prefill_k(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q, size_t ldq,
     uint32_t   r = r0 + row, p, n_keys;
     int        valid = r < ql;
     const uint32_t *table = tables + (size_t) s * max_blocks;
-    dw_bf16_t *Ks = kvs, *Vs = kvs + BN * hd;
+    T         *Ks = (T *) kvs_raw, *Vs = Ks + BN * hd;
+    const T   *base = (const T *) kv.base;
     float     *sc = scs[threadIdx.x >> 2];
     float      qr[ND], acc[ND], m = -INFINITY, l = 0;
 
@@ -63,18 +67,18 @@ prefill_k(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q, size_t ldq,
         __syncthreads();                  /* the last tile is consumed */
         for (uint32_t i = threadIdx.x; i < BN * hd; i += PF_THREADS) {
             uint32_t   jj = i / hd, d = i % hd, t = kt + jj;
-            dw_bf16_t  kb = 0, vb = 0;
 
             if (t < n_keys) {
                 size_t  o = dw_kv_off(kv, table[t / bs], layer, 0, t % bs)
                             + (size_t) kvh * hd + d;
 
-                kb = kv.base[o];
+                Ks[i] = base[o];
                 /* V's chunk follows K's in the block */
-                vb = kv.base[o + (size_t) bs * kv.n_kv_heads * hd];
+                Vs[i] = base[o + (size_t) bs * kv.n_kv_heads * hd];
+            } else {
+                dw_st(Ks + i, 0.0f);
+                dw_st(Vs + i, 0.0f);
             }
-            Ks[i] = kb;
-            Vs[i] = vb;
         }
         __syncthreads();
 
@@ -142,30 +146,69 @@ prefill_k(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q, size_t ldq,
     }
 }
 
-template <int ND>
+template <typename T, int ND>
 static cudaError_t
-prefill_launch(dim3 grid, size_t smem, cudaStream_t st, dw_bf16_t *out,
-    size_t ldo, const dw_bf16_t *q, size_t ldq, const dw_cu_kv_t *kv,
-    uint32_t layer, uint32_t n_heads, const uint32_t *tables,
-    uint32_t max_blocks, const uint32_t *q_start, const uint32_t *q_len,
-    const uint32_t *pos0, float scale)
+prefill_launch(dim3 grid, cudaStream_t st, void *out, size_t ldo,
+    const void *q, size_t ldq, const dw_cu_kv_t *kv, uint32_t layer,
+    uint32_t n_heads, const uint32_t *tables, uint32_t max_blocks,
+    const uint32_t *q_start, const uint32_t *q_len, const uint32_t *pos0,
+    float scale)
 {
-    prefill_k<ND><<<grid, PF_THREADS, smem, st>>>(out, ldo, q, ldq, *kv,
-        layer, n_heads, tables, max_blocks, q_start, q_len, pos0, scale);
+    /* F32 with head_dim 256: 64 KiB, over the default 48 KiB */
+    size_t  smem = (size_t) 2 * BN * kv->head_dim * sizeof(T);
+
+    if (smem > 48 * 1024) {
+        cudaError_t  e = cudaFuncSetAttribute(
+            prefill_k<T, ND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+            (int) smem);
+
+        if (e != cudaSuccess) {
+            return e;
+        }
+    }
+    prefill_k<T, ND><<<grid, PF_THREADS, smem, st>>>((T *) out, ldo,
+        (const T *) q, ldq, *kv, layer, n_heads, tables, max_blocks, q_start,
+        q_len, pos0, scale);
     return cudaGetLastError();
 }
 
+/* ND (dims a thread holds) by head_dim */
+template <typename T>
+static cudaError_t
+prefill_go(dim3 grid, cudaStream_t st, void *out, size_t ldo,
+    const void *q, size_t ldq, const dw_cu_kv_t *kv, uint32_t layer,
+    uint32_t n_heads, const uint32_t *tables, uint32_t max_blocks,
+    const uint32_t *q_start, const uint32_t *q_len, const uint32_t *pos0,
+    float scale)
+{
+    if (kv->head_dim <= 64) {
+        return prefill_launch<T, 16>(grid, st, out, ldo, q, ldq, kv, layer,
+                                     n_heads, tables, max_blocks, q_start,
+                                     q_len, pos0, scale);
+    }
+    if (kv->head_dim <= 128) {
+        return prefill_launch<T, 32>(grid, st, out, ldo, q, ldq, kv, layer,
+                                     n_heads, tables, max_blocks, q_start,
+                                     q_len, pos0, scale);
+    }
+    return prefill_launch<T, 64>(grid, st, out, ldo, q, ldq, kv, layer,
+                                 n_heads, tables, max_blocks, q_start, q_len,
+                                 pos0, scale);
+}
+
 extern "C" cudaError_t
-dw_cu_attn_prefill(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
-    size_t ldq, const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
+dw_cu_attn_prefill(void *out, size_t ldo, const void *q, size_t ldq,
+    const dw_cu_kv_t *kv, uint32_t layer, uint32_t n_heads,
     const uint32_t *tables, uint32_t max_blocks, const uint32_t *q_start,
     const uint32_t *q_len, const uint32_t *pos0, uint32_t n_seqs,
     uint32_t max_q_len, float scale, cudaStream_t st)
 {
     uint32_t  hd = kv->head_dim;
-    size_t    smem = (size_t) 2 * BN * hd * sizeof(dw_bf16_t);
     dim3      grid;
 
+    if (!dw_cu_dtype_ok(kv->dtype)) {
+        return cudaErrorInvalidValue;
+    }
     if (n_seqs == 0 || max_q_len == 0) {
         return cudaSuccess;
     }
@@ -176,17 +219,7 @@ dw_cu_attn_prefill(dw_bf16_t *out, size_t ldo, const dw_bf16_t *q,
         return cudaErrorInvalidValue;
     }
     grid = dim3(dw_cdiv(max_q_len, BM), n_heads, n_seqs);
-    if (hd <= 64) {
-        return prefill_launch<16>(grid, smem, st, out, ldo, q, ldq, kv, layer,
-                                  n_heads, tables, max_blocks, q_start, q_len,
-                                  pos0, scale);
-    }
-    if (hd <= 128) {
-        return prefill_launch<32>(grid, smem, st, out, ldo, q, ldq, kv, layer,
-                                  n_heads, tables, max_blocks, q_start, q_len,
-                                  pos0, scale);
-    }
-    return prefill_launch<64>(grid, smem, st, out, ldo, q, ldq, kv, layer,
-                              n_heads, tables, max_blocks, q_start, q_len,
-                              pos0, scale);
+    return DW_CU_BY_DTYPE(kv->dtype, prefill_go, grid, st, out, ldo, q, ldq,
+                          kv, layer, n_heads, tables, max_blocks, q_start,
+                          q_len, pos0, scale);
 }

@@ -5,22 +5,68 @@
 #define DW_CU_INT_CUH
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "dw_cuda.h"
 
+/*
+ * Storage types: every kernel is a template on T, the type of its
+ * storage arrays (__nv_bfloat16, __half or float; dw_dtype_t on the C
+ * side); dw_ld widens an element to F32, dw_st rounds an F32 to T (to
+ * nearest even, as dw_f32_to_bf16 and dw_f32_to_f16). Arithmetic is F32
+ * for every T.
+ */
 static __device__ __forceinline__ float
-dw_ld(const dw_bf16_t *p)
+dw_ld(const __nv_bfloat16 *p)
 {
-    return __bfloat162float(*(const __nv_bfloat16 *) p);
+    return __bfloat162float(*p);
+}
+
+static __device__ __forceinline__ float
+dw_ld(const __half *p)
+{
+    return __half2float(*p);
+}
+
+static __device__ __forceinline__ float
+dw_ld(const float *p)
+{
+    return *p;
 }
 
 static __device__ __forceinline__ void
-dw_st(dw_bf16_t *p, float v)
+dw_st(__nv_bfloat16 *p, float v)
 {
-    /* round to nearest even, as dw_f32_to_bf16 */
-    *(__nv_bfloat16 *) p = __float2bfloat16_rn(v);
+    *p = __float2bfloat16_rn(v);
 }
+
+static __device__ __forceinline__ void
+dw_st(__half *p, float v)
+{
+    *p = __float2half_rn(v);
+}
+
+static __device__ __forceinline__ void
+dw_st(float *p, float v)
+{
+    *p = v;
+}
+
+/* 1 when dt is a storage type the kernels take */
+static inline int
+dw_cu_dtype_ok(dw_dtype_t dt)
+{
+    return dt == DW_DT_BF16 || dt == DW_DT_F16 || dt == DW_DT_F32;
+}
+
+/* fn<T>(...) for dt's storage type T; any other dt: cudaErrorInvalidValue
+   (launchers check dw_cu_dtype_ok first, so this is a second guard) */
+#define DW_CU_BY_DTYPE(dt, fn, ...)                                        \
+    ((dt) == DW_DT_BF16 ? fn<__nv_bfloat16>(__VA_ARGS__)                  \
+     : (dt) == DW_DT_F16 ? fn<__half>(__VA_ARGS__)                        \
+     : (dt) == DW_DT_F32 ? fn<float>(__VA_ARGS__)                         \
+     : cudaErrorInvalidValue)
 
 static __device__ __forceinline__ float
 dw_warp_sum(float v)

@@ -3,14 +3,16 @@
  * (one block per row). The angle is (float) pos * inv_freq[i] and its
  * cosine and sine full-precision sincosf, as the cpu kernel computes
  * them, so both backends rotate by the same angles; llama3 scaling lives
- * in inv_freq (dw_kern_rope_freqs).
+ * in inv_freq (dw_kern_rope_freqs). Templates on the storage type T of
+ * q, k, v and the pool (kv->dtype, dw_cu_int.cuh).
  */
 #include "dw_cu_int.cuh"
 
 #define ROPE_THREADS  128
 
+template <typename T>
 static __device__ __forceinline__ void
-rope_head(dw_bf16_t *h, uint32_t half, const float *cs)
+rope_head(T *h, uint32_t half, const float *cs)
 {
     for (uint32_t i = threadIdx.x; i < half; i += blockDim.x) {
         float  c = cs[i], s = cs[half + i];
@@ -21,8 +23,9 @@ rope_head(dw_bf16_t *h, uint32_t half, const float *cs)
     }
 }
 
+template <typename T>
 static __global__ void
-rope_kv_k(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
+rope_kv_k(T *q, T *k, const T *v, size_t ld,
     uint32_t n_heads, const uint32_t *pos, const uint32_t *slot,
     const float *inv_freq, dw_cu_kv_t kv, uint32_t layer)
 {
@@ -30,9 +33,9 @@ rope_kv_k(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
     size_t      r = blockIdx.x;
     uint32_t    hd = kv.head_dim, half = hd / 2, kvd = kv.n_kv_heads * hd;
     uint32_t    p = pos[r], sl = slot[r];
-    dw_bf16_t  *qr = q + r * ld, *kr = k + r * ld;
-    const dw_bf16_t *vr = v + r * ld;
-    dw_bf16_t  *K, *V;
+    T          *qr = q + r * ld, *kr = k + r * ld;
+    const T    *vr = v + r * ld;
+    T          *K, *V;
 
     for (uint32_t i = threadIdx.x; i < half; i += blockDim.x) {
         float  s, c;
@@ -49,24 +52,40 @@ rope_kv_k(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
         rope_head(kr + (size_t) h * hd, half, cs);
     }
     __syncthreads();                  /* k rows roped by other threads */
-    K = kv.base + dw_kv_off(kv, sl / kv.block_size, layer, 0,
-                            sl % kv.block_size);
-    V = kv.base + dw_kv_off(kv, sl / kv.block_size, layer, 1,
-                            sl % kv.block_size);
+    K = (T *) kv.base + dw_kv_off(kv, sl / kv.block_size, layer, 0,
+                                  sl % kv.block_size);
+    V = (T *) kv.base + dw_kv_off(kv, sl / kv.block_size, layer, 1,
+                                  sl % kv.block_size);
     for (uint32_t j = threadIdx.x; j < kvd; j += blockDim.x) {
         K[j] = kr[j];
         V[j] = vr[j];
     }
 }
 
+template <typename T>
+static cudaError_t
+rope_go(void *q, void *k, const void *v, size_t ld, uint32_t rows,
+    uint32_t n_heads, const uint32_t *pos, const uint32_t *slot,
+    const float *inv_freq, const dw_cu_kv_t *kv, uint32_t layer,
+    cudaStream_t st)
+{
+    rope_kv_k<T><<<rows, ROPE_THREADS, kv->head_dim * sizeof(float), st>>>(
+        (T *) q, (T *) k, (const T *) v, ld, n_heads, pos, slot, inv_freq,
+        *kv, layer);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t
-dw_cu_rope_kv(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
+dw_cu_rope_kv(void *q, void *k, const void *v, size_t ld,
     uint32_t rows, uint32_t n_heads, const uint32_t *pos,
     const uint32_t *slot, const float *inv_freq, const dw_cu_kv_t *kv,
     uint32_t layer, cudaStream_t st)
 {
     uint32_t  hd = kv->head_dim;
 
+    if (!dw_cu_dtype_ok(kv->dtype)) {
+        return cudaErrorInvalidValue;
+    }
     if (rows == 0) {
         return cudaSuccess;
     }
@@ -75,7 +94,6 @@ dw_cu_rope_kv(dw_bf16_t *q, dw_bf16_t *k, const dw_bf16_t *v, size_t ld,
     {
         return cudaErrorInvalidValue;
     }
-    rope_kv_k<<<rows, ROPE_THREADS, hd * sizeof(float), st>>>(
-        q, k, v, ld, n_heads, pos, slot, inv_freq, *kv, layer);
-    return cudaGetLastError();
+    return DW_CU_BY_DTYPE(kv->dtype, rope_go, q, k, v, ld, rows, n_heads, pos,
+                          slot, inv_freq, kv, layer, st);
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "dw_model.h"
+#include "dw_sampling.h"
 
 typedef struct dw_backend_s  dw_backend_t;
 
@@ -61,6 +62,13 @@ typedef struct {
        (the default, 0, is F32: callers pick BF16); the GPU ordinal */
     dw_dtype_t dtype;
     int        device;
+    /* cuda: GPUs the model is split over (devices device .. device + n - 1,
+       worker/cuda/README.md "Tensor parallelism"); 0 or 1: one */
+    uint32_t   tensor_parallel;
+    /* cpu: implement ops->sample (forward, then the threshold sampler
+       the GPU runs, dw_sample_thr) so tests drive the engine's
+       backend-sampling path on the host; 0 (the default): no sample op */
+    int        sample_on_backend;
 } dw_backend_opts_t;
 
 typedef struct {
@@ -71,12 +79,26 @@ typedef struct {
      * Optional. When set, the backend picks each want_logits sequence's
      * next token itself (ids[n_logits]) and step->logits is not filled:
      * the mock uses it so dozens of simulated workers cost no vocab-sized
-     * work; a GPU backend may use it to sample on the device later.
+     * work (no sampling settings, no RNG: see sample below for that).
      */
     int        (*next_ids)(dw_backend_t *be, dw_step_t *step, uint32_t *ids);
     /* Bytes of one KV block across all layers (for transfer, metrics). */
     size_t     (*block_bytes)(const dw_backend_t *be);
     void       (*destroy)(dw_backend_t *be);
+    /*
+     * Optional; the engine calls it INSTEAD of forward when set (and
+     * next_ids is not): runs the step and samples each want_logits
+     * sequence itself, row i (the i-th want_logits sequence) with
+     * rows[i], into out[i]; step->logits is not filled, only token ids
+     * and the asked logprobs come back. Same semantics as dw_sample
+     * (worker/src/dw_sample_int.h), rows[i].rng advanced by exactly one
+     * dw_rng_uniform draw per non-greedy sampled token. The cuda backend
+     * samples on the device (worker/cuda/dw_cu_sample.cu); the cpu
+     * backend has it when opts.sample_on_backend is set. 0 ok, -1
+     * failure (as forward).
+     */
+    int        (*sample)(dw_backend_t *be, dw_step_t *step,
+                         const dw_sample_row_t *rows, dw_sample_out_t *out);
 } dw_backend_ops_t;
 
 struct dw_backend_s {

@@ -26,32 +26,11 @@
 #include <stdint.h>
 
 #include "dw_backend.h"
+#include "dw_sampling.h"
 #include "kvr_event.h"
 #include "kvr_worker.h"
 
-#define DW_MAX_STOP_IDS     16
-#define DW_MAX_TOP_LOGPROBS 20
-
-typedef struct {
-    float     temperature;         /* 0: greedy */
-    float     top_p;               /* 1: off */
-    int32_t   top_k;               /* <= 0: off */
-    float     min_p;               /* 0: off */
-    float     repetition_penalty;  /* 1: off (HF/vLLM semantics) */
-    float     presence_penalty;    /* 0: off (OpenAI semantics) */
-    float     frequency_penalty;   /* 0: off */
-    int       has_seed;
-    uint64_t  seed;                /* same seed + prompt: same output */
-    int32_t   logprobs;            /* -1: none; 0..20: sampled + top N */
-    uint32_t  max_tokens;          /* >= 1 */
-    int       ignore_eos;
-    uint32_t  n_stop_ids;
-    uint32_t  stop_ids[DW_MAX_STOP_IDS];  /* finish "stop" on any of these */
-} dw_sampling_t;
-
-/* temperature 1, top_p 1, no top_k/min_p/penalties, logprobs -1,
-   max_tokens 16 */
-void dw_sampling_defaults(dw_sampling_t *sp);
+/* DW_MAX_STOP_IDS, DW_MAX_TOP_LOGPROBS, dw_sampling_t: dw_sampling.h */
 
 /*
  * Disaggregated prefill (worker/DISAGG.md). Where a request's prompt was

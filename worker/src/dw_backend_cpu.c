@@ -394,13 +394,19 @@ cpu_destroy(dw_backend_t *be)
         free(c->seg);
         free(c->wconv);
         free(c->scores);
+        dw_cpu_sample_free(c);
         free(c);
     }
     free(be);
 }
 
 static const dw_backend_ops_t  cpu_ops = {
-    "cpu", cpu_forward, NULL, cpu_block_bytes, cpu_destroy
+    "cpu", cpu_forward, NULL, cpu_block_bytes, cpu_destroy, NULL
+};
+
+/* opts.sample_on_backend: the engine calls sample (dw_backend_cpu_sample.c) */
+static const dw_backend_ops_t  cpu_ops_sample = {
+    "cpu", cpu_forward, NULL, cpu_block_bytes, cpu_destroy, dw_cpu_sample
 };
 
 int
@@ -427,7 +433,7 @@ dw_backend_cpu_create(const dw_model_t *m, const dw_backend_opts_t *o,
         be_err(err, errlen, "cpu backend: out of memory");
         return -1;
     }
-    be->ops = &cpu_ops;
+    be->ops = o->sample_on_backend ? &cpu_ops_sample : &cpu_ops;
     be->cfg = *cfg;
     be->opts = *o;
     be->priv = c;

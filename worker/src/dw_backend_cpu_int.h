@@ -37,6 +37,7 @@ typedef struct {
     float             *scores;        /* DW_CPU_ATTN_CHUNKS x
                                          DW_CPU_ATTN_SCRATCH(cap_ctx) */
     uint32_t           cap_ctx;
+    struct dw_cpu_smp_s *smp;         /* sample op's state, or NULL */
 } dw_cpu_t;
 
 /*
@@ -72,5 +73,14 @@ void dw_cpu_mm(dw_cpu_t *c, const float *x, size_t ldx, uint32_t n_rows,
 /* Attention of every row and head of the step (see dw_backend_cpu_attn.c). */
 void dw_cpu_attention(dw_cpu_t *c, const dw_step_t *st, uint32_t layer,
     uint32_t n_rows);
+
+/*
+ * ops->sample with opts.sample_on_backend (dw_backend_cpu_sample.c):
+ * forward into the backend's own logits buffer, then dw_sample_thr on
+ * each row. The free is for destroy.
+ */
+int dw_cpu_sample(dw_backend_t *be, dw_step_t *st,
+    const dw_sample_row_t *rows, dw_sample_out_t *out);
+void dw_cpu_sample_free(dw_cpu_t *c);
 
 #endif

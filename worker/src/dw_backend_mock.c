@@ -205,7 +205,8 @@ static const dw_backend_ops_t  dw_mock_ops = {
     dw_mock_forward,
     dw_mock_next_ids,
     dw_mock_block_bytes,
-    dw_mock_destroy
+    dw_mock_destroy,
+    NULL
 };
 
 /* the engine uses next_ids; this table lets tests drive the logits path */
@@ -214,7 +215,8 @@ static const dw_backend_ops_t  dw_mock_ops_logits = {
     dw_mock_forward,
     NULL,
     dw_mock_block_bytes,
-    dw_mock_destroy
+    dw_mock_destroy,
+    NULL
 };
 
 static int

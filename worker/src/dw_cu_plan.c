@@ -12,7 +12,6 @@ dw_cu_plan(const dw_step_t *st, uint32_t vocab, uint32_t block_size,
 {
     const dw_seq_step_t  *s;
     uint32_t              i, t, b, nb, logits = 0;
-    size_t                k;
 
     memset(p, 0, sizeof(*p));
     for (i = 0; i < st->n_seqs; i++) {
@@ -59,11 +58,19 @@ dw_cu_plan(const dw_step_t *st, uint32_t vocab, uint32_t block_size,
         return -1;
     }
     p->n_logits = logits;
-    k = 0;
+    dw_cu_plan_layout(p);
+    return 0;
+}
+
+void
+dw_cu_plan_layout(dw_cu_plan_t *p)
+{
+    size_t  k = 0;
+
     p->tokens = k;      k += p->rows;
     p->pos = k;         k += p->rows;
     p->slot = k;        k += p->rows;
-    p->logit_rows = k;  k += logits;
+    p->logit_rows = k;  k += p->n_logits;
     p->dec_tables = k;  k += (size_t) p->n_dec * p->mb;
     p->dec_ctx = k;     k += p->n_dec;
     p->pf_tables = k;   k += (size_t) p->n_pf * p->mb;
@@ -71,7 +78,6 @@ dw_cu_plan(const dw_step_t *st, uint32_t vocab, uint32_t block_size,
     p->pf_qlen = k;     k += p->n_pf;
     p->pf_pos0 = k;     k += p->n_pf;
     p->total = k;
-    return 0;
 }
 
 void

@@ -38,6 +38,11 @@ typedef struct {
 int dw_cu_plan(const dw_step_t *st, uint32_t vocab, uint32_t block_size,
     uint32_t n_blocks, dw_cu_plan_t *p, char *err, size_t errlen);
 
+/* Sets the offsets of the parts and total from the counts (rows, n_dec,
+   n_pf, mb, n_logits); dw_cu_plan calls it, dw_cu_pad.c for a padded
+   step. */
+void dw_cu_plan_layout(dw_cu_plan_t *p);
+
 /* Fills meta[p->total]; seq_row[i] = first row of seq i (n_seqs). */
 void dw_cu_plan_fill(const dw_step_t *st, uint32_t block_size,
     const dw_cu_plan_t *p, uint32_t *meta, uint32_t *seq_row);

@@ -200,11 +200,15 @@ dw_engine_create(const dw_engine_config_t *cfg, dw_backend_t *be,
     e->sched = calloc(cfg->max_num_seqs, sizeof(dw_seq_t *));
     e->steps = calloc(cfg->max_num_seqs, sizeof(dw_seq_step_t));
     e->ids = calloc(cfg->max_num_seqs, sizeof(uint32_t));
-    e->logits = be->ops->next_ids != NULL ? NULL
-                : malloc((size_t) cfg->max_num_seqs * e->vocab * sizeof(float));
+    /* a backend that samples itself (next_ids, sample) returns no logits */
+    e->samples = calloc(cfg->max_num_seqs, sizeof(dw_sample_out_t));
+    e->srows = calloc(cfg->max_num_seqs, sizeof(dw_sample_row_t));
+    e->logits = DW_ENGINE_HOST_LOGITS(be) ?
+                malloc((size_t) cfg->max_num_seqs * e->vocab * sizeof(float))
+                : NULL;
     if (e->held == NULL || e->sched == NULL || e->steps == NULL
-        || e->ids == NULL
-        || (be->ops->next_ids == NULL && e->logits == NULL))
+        || e->ids == NULL || e->samples == NULL || e->srows == NULL
+        || (DW_ENGINE_HOST_LOGITS(be) && e->logits == NULL))
     {
         snprintf(err, errlen, "engine: out of memory");
         goto fail;
@@ -231,6 +235,8 @@ fail:
     free(e->sched);
     free(e->steps);
     free(e->ids);
+    free(e->samples);
+    free(e->srows);
     free(e->logits);
     if (e->efd >= 0) {
         close(e->efd);
@@ -329,6 +335,8 @@ dw_engine_destroy(dw_engine_t *e)
     free(e->sched);
     free(e->steps);
     free(e->ids);
+    free(e->samples);
+    free(e->srows);
     free(e->logits);
     dw_bm_free(&e->bm);
     dw_sampler_free(&e->sampler);

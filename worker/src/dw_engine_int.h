@@ -101,6 +101,11 @@ void *dw_queue_push(dw_queue_t *q, size_t sz);
    *n; q is empty after. */
 void *dw_queue_take(dw_queue_t *q, size_t *n);
 
+/* whether the engine gets logits back and samples on the host (else the
+   backend picks the tokens: next_ids, or sample) */
+#define DW_ENGINE_HOST_LOGITS(be) \
+    ((be)->ops->next_ids == NULL && (be)->ops->sample == NULL)
+
 struct dw_engine_s {
     dw_engine_config_t  cfg;
     dw_backend_t       *be;
@@ -128,7 +133,8 @@ struct dw_engine_s {
     dw_seq_step_t      *steps;
     float              *logits;       /* max_num_seqs rows */
     uint32_t           *ids;
-    dw_sample_out_t    *samples;
+    dw_sample_out_t    *samples;      /* ops->sample's results */
+    dw_sample_row_t    *srows;        /* ops->sample's rows */
     dw_output_t        *pending;      /* outputs of this step */
     size_t              n_pending;
     size_t              pending_cap;

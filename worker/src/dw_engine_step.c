@@ -469,6 +469,31 @@ dw_kv_usage(const dw_engine_t *e)
     return (float) (e->bm.n_used - idle) / (float) e->bm.n_blocks;
 }
 
+/* The backend runs the step and samples (ops->sample): one row for each
+   want_logits sequence, in step order. */
+static int
+dw_step_sample(dw_engine_t *e, dw_step_t *step)
+{
+    dw_sample_row_t  *r;
+    dw_seq_t         *s;
+    uint32_t          i, n = 0;
+
+    for (i = 0; i < e->n_sched; i++) {
+        if (!e->steps[i].want_logits) {
+            continue;
+        }
+        s = e->sched[i];
+        r = &e->srows[n++];
+        r->sp = &s->sp;
+        r->rng = &s->rng;
+        r->tokens = s->tokens;
+        r->n_prompt = s->n_prompt;
+        r->n_out = s->n_out;
+        memset(&e->samples[n - 1], 0, sizeof(dw_sample_out_t));
+    }
+    return e->be->ops->sample(e->be, step, e->srows, e->samples);
+}
+
 int
 dw_engine_step(dw_engine_t *e)
 {
@@ -538,6 +563,8 @@ dw_engine_step(dw_engine_t *e)
 
     if (e->be->ops->next_ids != NULL) {
         rc = e->be->ops->next_ids(e->be, &step, e->ids);
+    } else if (e->be->ops->sample != NULL) {
+        rc = dw_step_sample(e, &step);
     } else {
         rc = e->be->ops->forward(e->be, &step);
     }
@@ -561,6 +588,8 @@ dw_engine_step(dw_engine_t *e)
         memset(&so, 0, sizeof(so));
         if (e->be->ops->next_ids != NULL) {
             so.token = e->ids[row];
+        } else if (e->be->ops->sample != NULL) {
+            so = e->samples[row];
         } else {
             dw_sample(&e->sampler, e->logits + (size_t) row * e->vocab,
                       &s->sp, &s->rng, s->tokens, s->n_prompt, s->n_out, &so);

@@ -80,8 +80,8 @@ dw_opts_usage(FILE *out)
 "                              only config.json (default cpu)\n"
 "  --dtype bf16|f16|f32        cuda: weights and KV cache on the GPU\n"
 "                              (default bf16)\n"
-"  --tensor-parallel-size N    cuda: GPUs per worker (1; more is not\n"
-"                              supported yet)\n"
+"  --tensor-parallel-size N    cuda: GPUs per worker, one model split\n"
+"                              over devices 0..N-1 (1)\n"
 "  --served-model-name NAME    model name (default: basename of --model)\n"
 "  --threads N                 cpu threads, 0 = all cores (default 0)\n"
 "  --mock-speedup X            mock: divide modelled step times by X (1)\n"
@@ -354,10 +354,10 @@ opts_check(dw_opts_t *o, char *err, size_t errlen)
                  "backend computes in f32 from the weights as stored)");
         return -1;
     }
-    if (o->tensor_parallel > 1) {
-        snprintf(err, errlen, "--tensor-parallel-size %u: only 1 is "
-                 "supported so far (tensor parallelism across GPUs is not "
-                 "implemented yet)", o->tensor_parallel);
+    /* whether N fits the model and the machine is the backend's check */
+    if (o->tensor_parallel > 1 && o->engine != DW_ENGINE_CUDA) {
+        snprintf(err, errlen, "--tensor-parallel-size %u needs --engine "
+                 "cuda (it splits the model over GPUs)", o->tensor_parallel);
         return -1;
     }
     if (o->engine == DW_ENGINE_CUDA && o->role != KVR_ROLE_BOTH) {

@@ -9,6 +9,7 @@
 
 #include "dw_rand.h"
 #include "dw_sample_int.h"
+#include "dw_sample_thr_int.h"
 
 void
 dw_sampling_defaults(dw_sampling_t *sp)
@@ -84,7 +85,10 @@ dw_sampler_init(dw_sampler_t *s, uint32_t vocab)
     s->x = malloc(vocab * sizeof(float));
     s->idx = malloc(vocab * sizeof(uint32_t));
     s->count = calloc(vocab, sizeof(uint32_t));
-    if (s->x == NULL || s->idx == NULL || s->count == NULL) {
+    s->pen = malloc((size_t) vocab * 2 * sizeof(uint32_t));
+    if (s->x == NULL || s->idx == NULL || s->count == NULL
+        || s->pen == NULL)
+    {
         dw_sampler_free(s);
         return -1;
     }
@@ -97,12 +101,20 @@ dw_sampler_free(dw_sampler_t *s)
     free(s->x);
     free(s->idx);
     free(s->count);
+    free(s->pen);
     memset(s, 0, sizeof(*s));
 }
 
 /* ---- selection helpers over ids keyed by v[id], descending ---- */
 
-/* min-heap of ids by v (the root is the smallest kept) */
+/* id a comes before id b: larger value, lower id on ties */
+static inline int
+dw_before(const float *v, uint32_t a, uint32_t b)
+{
+    return v[a] > v[b] || (v[a] == v[b] && a < b);
+}
+
+/* heap of ids whose root is the last kept in dw_before's order */
 static void
 dw_heap_down(uint32_t *h, uint32_t n, uint32_t i, const float *v)
 {
@@ -113,10 +125,10 @@ dw_heap_down(uint32_t *h, uint32_t n, uint32_t i, const float *v)
         if (c >= n) {
             return;
         }
-        if (c + 1 < n && v[h[c + 1]] < v[h[c]]) {
+        if (c + 1 < n && dw_before(v, h[c], h[c + 1])) {
             c++;
         }
-        if (!(v[h[c]] < v[h[i]])) {
+        if (!dw_before(v, h[i], h[c])) {
             return;
         }
         t = h[c];
@@ -148,7 +160,7 @@ dw_top_k(const float *v, uint32_t n, uint32_t k, uint32_t *h)
         dw_heap_down(h, k, i, v);
     }
     for (i = k; i < n; i++) {
-        if (v[i] > v[h[0]]) {
+        if (dw_before(v, i, h[0])) {
             h[0] = i;
             dw_heap_down(h, k, 0, v);
         }
@@ -161,12 +173,6 @@ dw_top_k(const float *v, uint32_t n, uint32_t k, uint32_t *h)
         dw_heap_down(h, m - 1, 0, v);
     }
     return k;
-}
-
-static inline int
-dw_before(const float *v, uint32_t a, uint32_t b)
-{
-    return v[a] > v[b] || (v[a] == v[b] && a < b);
 }
 
 /*
@@ -362,14 +368,19 @@ dw_argmax(const float *x, uint32_t n)
     return b;
 }
 
+/*
+ * The draw's candidates: idx[0..n) with weights x[idx[i]] = exp(x - m)
+ * and their mass *zp; 0 when there are none (NaN logits; x is then the
+ * scaled logits).
+ */
 static uint32_t
-dw_draw(dw_sampler_t *s, const dw_sampling_t *sp, dw_rng_t *rng)
+dw_candidates(dw_sampler_t *s, const dw_sampling_t *sp, double *zp)
 {
     float     *x = s->x;
     uint32_t  *idx = s->idx;
     uint32_t   v = s->vocab, n, i, j;
     float      inv_t = 1.0f / sp->temperature, m, thr;
-    double     z, acc, u;
+    double     z;
 
     for (i = 0; i < v; i++) {
         x[i] *= inv_t;
@@ -396,8 +407,8 @@ dw_draw(dw_sampler_t *s, const dw_sampling_t *sp, dw_rng_t *rng)
             }
         }
         if (n == 0) {
-            /* NaN logits compare false everywhere: still a valid id */
-            return dw_argmax(x, v);
+            /* NaN logits compare false everywhere */
+            return 0;
         }
     }
 
@@ -411,7 +422,23 @@ dw_draw(dw_sampler_t *s, const dw_sampling_t *sp, dw_rng_t *rng)
     if (sp->top_p > 0.0f && sp->top_p < 1.0f && n > 1) {
         n = dw_mass_select(idx, n, x, (double) sp->top_p * z, &z);
     }
+    *zp = z;
+    return n;
+}
 
+static uint32_t
+dw_draw(dw_sampler_t *s, const dw_sampling_t *sp, dw_rng_t *rng)
+{
+    float     *x = s->x;
+    uint32_t  *idx = s->idx;
+    uint32_t   n, i;
+    double     z, acc, u;
+
+    n = dw_candidates(s, sp, &z);
+    if (n == 0) {
+        /* NaN logits: still a valid id */
+        return dw_argmax(x, s->vocab);
+    }
     u = dw_rng_uniform(rng) * z;
     acc = 0.0;
     for (i = 0; i + 1 < n; i++) {
@@ -443,4 +470,25 @@ dw_sample(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
     if (sp->logprobs >= 0) {
         dw_logprobs(s, logits, sp->logprobs, out);
     }
+}
+
+uint32_t
+dw_sample_set(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
+    const uint32_t *tokens, uint32_t n_prompt, uint32_t n_out, uint8_t *kept)
+{
+    uint32_t  i, n;
+    double    z;
+
+    memcpy(s->x, logits, s->vocab * sizeof(float));
+    dw_penalize(s, sp, tokens, n_prompt, n_out);
+    memset(kept, 0, s->vocab);
+    if (!(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1) {
+        kept[dw_argmax(s->x, s->vocab)] = 1;
+        return 1;
+    }
+    n = dw_candidates(s, sp, &z);
+    for (i = 0; i < n; i++) {
+        kept[s->idx[i]] = 1;
+    }
+    return n;
 }

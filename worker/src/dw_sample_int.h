@@ -30,21 +30,9 @@
 #include <stdint.h>
 
 #include "dw_engine.h"
+#include "dw_sampling.h"
 
-/* Temperatures below this sample greedily (vLLM's _SAMPLING_EPS). */
-#define DW_SAMPLING_EPS  1e-5f
-
-/* xoshiro256**, seeded by splitmix64 */
-typedef struct {
-    uint64_t  s[4];
-} dw_rng_t;
-
-void dw_rng_seed(dw_rng_t *r, uint64_t seed);
-uint64_t dw_rng_next(dw_rng_t *r);
-/* uniform in [0, 1) with 53 bits */
-double dw_rng_uniform(dw_rng_t *r);
-/* a seed for requests without one: distinct per call */
-uint64_t dw_rng_fresh_seed(void);
+/* DW_SAMPLING_EPS, dw_rng_t and its functions: dw_sampling.h */
 
 /* Scratch space for one vocabulary size (reused across calls). */
 typedef struct {
@@ -52,18 +40,13 @@ typedef struct {
     float     *x;        /* working logits */
     uint32_t  *idx;      /* candidate ids */
     uint32_t  *count;    /* per-token counts for penalties (kept zero) */
+    uint32_t  *pen;      /* 2 x vocab: dw_sample_pen_list's pairs */
 } dw_sampler_t;
 
 int dw_sampler_init(dw_sampler_t *s, uint32_t vocab);
 void dw_sampler_free(dw_sampler_t *s);
 
-typedef struct {
-    uint32_t  token;
-    float     logprob;
-    uint32_t  n_top;
-    uint32_t  top_ids[DW_MAX_TOP_LOGPROBS];
-    float     top_logprobs[DW_MAX_TOP_LOGPROBS];
-} dw_sample_out_t;
+/* dw_sample_out_t: dw_sampling.h */
 
 /*
  * Samples from logits[vocab]; tokens[0..n_prompt) is the prompt and

@@ -33,6 +33,8 @@ test_no_device(void **state)
     dw_model_t       *m;
     dw_backend_opts_t bo;
     dw_backend_t     *be = (dw_backend_t *) &bo;
+    dw_dtype_t        dts[3] = { DW_DT_BF16, DW_DT_F16, DW_DT_F32 };
+    int               i;
 
     err[0] = '\0';
     if (dw_backend_cuda_devices(err, sizeof(err)) > 0) {
@@ -44,12 +46,16 @@ test_no_device(void **state)
     memset(&bo, 0, sizeof(bo));
     bo.block_size = 16;
     bo.n_blocks = 8;
-    bo.dtype = DW_DT_BF16;
-    err[0] = '\0';
-    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
-                     -1);
-    assert_null(be);
-    no_device_message(err);
+    /* every storage type gets as far as looking for a device */
+    for (i = 0; i < 3; i++) {
+        bo.dtype = dts[i];
+        err[0] = '\0';
+        be = (dw_backend_t *) &bo;
+        assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err,
+                                                sizeof(err)), -1);
+        assert_null(be);
+        no_device_message(err);
+    }
     /* asking twice gives the same answer (no sticky CUDA error) */
     err[0] = '\0';
     assert_int_equal(dw_backend_cuda_devices(err, sizeof(err)), 0);
@@ -72,7 +78,7 @@ test_unsupported(void **state)
     memset(&bo, 0, sizeof(bo));
     bo.block_size = 16;
     bo.n_blocks = 8;
-    bo.dtype = DW_DT_F16;
+    bo.dtype = (dw_dtype_t) 7;          /* no storage type */
     assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
                      -1);
     assert_null(be);
@@ -80,7 +86,8 @@ test_unsupported(void **state)
         dw_model_free(m);
         skip();
     }
-    assert_string_equal(err, "cuda backend: only --dtype bf16 so far");
+    assert_string_equal(err, "cuda backend: --dtype must be bf16, f16 or "
+                        "f32");
     bo.dtype = DW_DT_BF16;
     bo.kv_mem = pool;
     bo.kv_mem_len = sizeof(pool);
@@ -92,6 +99,58 @@ test_unsupported(void **state)
     assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "block_size and n_blocks must be positive"));
+    /* tensor parallelism: a size that does not fit the model is named
+       before the devices are counted (dw_tp.c; test_tp has the rest) */
+    bo.n_blocks = 8;
+    bo.tensor_parallel = 3;
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_null(be);
+    assert_string_equal(err, "cuda backend: --tensor-parallel-size 3 does "
+                        "not divide n_heads 8");
+    bo.tensor_parallel = 16;
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "--tensor-parallel-size 16 does not divide "
+                            "n_heads 8"));
+    dw_model_free(m);
+}
+
+/* --tensor-parallel-size that fits the model: where there is no GPU,
+   the same "no CUDA device" answer as with one GPU; with fewer GPUs than
+   asked for, how many are there (make test-gpu's test_cuda_tp runs it) */
+static void
+test_tp_devices(void **state)
+{
+    char               err[512];
+    dw_model_t        *m;
+    dw_backend_opts_t  bo;
+    dw_backend_t      *be = (dw_backend_t *) &bo;
+    int                n;
+
+    assert_int_equal(dw_model_load(DW_TS_STORIES, &m, err, sizeof(err)), 0);
+    n = dw_backend_cuda_devices(err, sizeof(err));
+    memset(&bo, 0, sizeof(bo));
+    bo.block_size = 16;
+    bo.n_blocks = 8;
+    bo.dtype = DW_DT_BF16;
+    bo.tensor_parallel = 8;
+    if (n >= 8) {
+        dw_model_free(m);
+        skip();                      /* 8 GPUs: it would start */
+    }
+    assert_int_equal(dw_backend_cuda_create(m, &bo, &be, err, sizeof(err)),
+                     -1);
+    assert_null(be);
+    if (n == 0) {
+        no_device_message(err);
+    } else {
+        char  want[96];
+
+        snprintf(want, sizeof(want), "cuda backend: --tensor-parallel-size 8 "
+                 "needs 8 GPUs, %d found", n);
+        assert_string_equal(err, want);
+    }
     dw_model_free(m);
 }
 
@@ -101,6 +160,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_no_device),
         cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_tp_devices),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include "dw_backend.h"
 #include "dw_kern_int.h"
 #include "dw_model_int.h"
+#include "dw_safetensors_int.h"
 #include "support/dw_tsupport_model.h"
 #include "support/dw_tsupport_tmp.h"
 
@@ -75,6 +76,20 @@ load_fails(const char *dir, const char *want)
     if (strstr(err, want) == NULL) {
         fail_msg("error \"%s\" does not contain \"%s\"", err, want);
     }
+}
+
+/* Element sizes and names of the dtypes: the cuda backend sizes its
+   weights, scratch and KV pool (--dtype) by dw_dtype_size. */
+static void
+test_dtype_sizes(void **state)
+{
+    (void) state;
+    assert_int_equal(dw_dtype_size(DW_DT_F32), 4);
+    assert_int_equal(dw_dtype_size(DW_DT_BF16), 2);
+    assert_int_equal(dw_dtype_size(DW_DT_F16), 2);
+    assert_string_equal(dw_dtype_name(DW_DT_F32), "F32");
+    assert_string_equal(dw_dtype_name(DW_DT_BF16), "BF16");
+    assert_string_equal(dw_dtype_name(DW_DT_F16), "F16");
 }
 
 static void
@@ -470,6 +485,7 @@ int
 main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dtype_sizes),
         cmocka_unit_test(test_stories_config),
         cmocka_unit_test(test_mkmodel_roundtrip),
         cmocka_unit_test(test_arch_variants),

@@ -693,7 +693,7 @@ script_destroy(dw_backend_t *be)
 }
 
 static const dw_backend_ops_t  script_ops = {
-    "script", script_forward, NULL, NULL, script_destroy
+    "script", script_forward, NULL, NULL, script_destroy, NULL
 };
 
 static void

@@ -167,6 +167,15 @@ test_every_flag(void **state)
     assert_int_equal(parse_args(&o, err, sizeof(err),
         "--model", "m", "--dtype", "f32", "--engine", "cuda", NULL), 0);
     assert_int_equal(o.dtype, DW_DT_F32);
+    /* N GPUs: whether they are there and fit the model is create's */
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--engine", "cuda", "--tensor-parallel-size", "8",
+        NULL), 0);
+    assert_int_equal(o.tensor_parallel, 8);
+    assert_int_equal(parse_args(&o, err, sizeof(err),
+        "--model", "m", "--engine", "cuda", "--tensor-parallel-size", "64",
+        NULL), 0);
+    assert_int_equal(o.tensor_parallel, 64);
     assert_int_equal(parse_args(&o, err, sizeof(err),
         "--model", "m", "--engine", "cuda", "--role", "decode", NULL), -1);
     assert_non_null(strstr(err, "--engine cuda does not disaggregate"));
@@ -188,7 +197,7 @@ static const bad_t  bad[] = {
     { { "--model", "m", "--tensor-parallel-size", "65" },
       "--tensor-parallel-size '65'" },
     { { "--model", "m", "--tensor-parallel-size", "2" },
-      "--tensor-parallel-size 2: only 1 is supported" },
+      "--tensor-parallel-size 2 needs --engine cuda" },
     { { "--model", "m", "--port", "65536" }, "--port '65536'" },
     { { "--model", "m", "--port", "-1" }, "--port '-1'" },
     { { "--model", "m", "--port", "80x" }, "--port '80x'" },

@@ -122,12 +122,13 @@ test_layout_cpu(void **state)
                      -1);
 }
 
-/* The cuda backend's pool (dw_cuda.h): block-major, BF16. */
+/* The cuda backend's pool (dw_cuda.h): block-major, of --dtype (bf16,
+   f16, f32). */
 static void
 test_layout_block_major(void **state)
 {
     dw_config_t       c = shape(3, 2, 8);
-    dw_xfer_layout_t  l, cpu;
+    dw_xfer_layout_t  l, cpu, h;
     char              err[128];
 
     (void) state;
@@ -155,6 +156,28 @@ test_layout_block_major(void **state)
                                                 10, err, sizeof(err)), 0);
     assert_int_equal(l.chunk_bytes, cpu.chunk_bytes);
     assert_int_equal(dw_xfer_layout_check(&cpu, &l, err, sizeof(err)), 0);
+    /* f32 block-major: every stride twice bf16's */
+    assert_int_equal(l.chunk_bytes, 1024);
+    assert_int_equal(l.block_stride, 6144);
+    assert_int_equal(l.layer_stride, 2048);
+    assert_int_equal(l.kv_stride, 1024);
+    assert_int_equal(dw_xfer_layout_validate(&l, 61440, err, sizeof(err)),
+                     0);
+    assert_int_equal(dw_xfer_layout_validate(&l, 61439, err, sizeof(err)),
+                     -1);
+    /* f16: bf16's sizes, but a pool of the other 16-bit type is refused
+       by name (same bytes, other numbers) */
+    assert_int_equal(dw_xfer_layout_block_major(&h, "m", &c, DW_DT_F16, 16,
+                                                10, err, sizeof(err)), 0);
+    assert_int_equal(h.dtype, DW_DT_F16);
+    assert_int_equal(h.chunk_bytes, 512);
+    assert_int_equal(h.block_stride, 3072);
+    assert_int_equal(dw_xfer_layout_block_major(&l, "m", &c, DW_DT_BF16, 16,
+                                                10, err, sizeof(err)), 0);
+    assert_int_equal(dw_xfer_layout_check(&l, &h, err, sizeof(err)), -1);
+    assert_string_equal(err, "dtype bf16 != f16");
+    assert_int_equal(dw_xfer_layout_check(&h, &h, err, sizeof(err)), 0);
+    assert_int_equal(dw_xfer_layout_check(&cpu, &h, err, sizeof(err)), -1);
 }
 
 static void

@@ -1,11 +1,14 @@
 /*
- * GPU tests of the cuda backend end to end on stories260K (weights as
- * BF16 on the device) against the cpu backend (F32): the logits of a
- * prompt, both stepped in lockstep, the greedy continuation of "Once upon a time"
+ * GPU tests of the cuda backend end to end on stories260K against the
+ * cpu backend (F32), once per storage type on the device (--dtype bf16,
+ * f16, f32: a cmocka group each): the logits of a prompt, both stepped
+ * in lockstep, the greedy continuation of "Once upon a time"
  * (models/stories260K/README.md) prefilled whole and in chunks through a
  * shuffled block table, and a step mixing a decode with a prompt chunk
- * (the backend reorders rows). Skipped when no CUDA device is present.
- * Run from the repository root.
+ * (the backend reorders rows). With F32 storage the math is the cpu's up
+ * to summation order: logits within 1e-4 of the largest, the same argmax
+ * at every step, no near ties allowed. Skipped when no CUDA device is
+ * present. Run from the repository root.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,13 +26,17 @@
 typedef struct {
     dw_model_t    *m;
     dw_backend_t  *cpu, *cu;
+    const char    *name;       /* the storage type */
+    float          tol;        /* logits: max |diff| <= tol * max |logit| */
+    float          tie;        /* lockstep: a near tie, of max |logit|;
+                                  0: the argmax must be the same */
 } fix_t;
 
 static int   have_dev;
 static char  no_dev[512];
 
 static int
-setup(void **state)
+setup(void **state, dw_dtype_t dt)
 {
     fix_t             *f;
     char               err[512];
@@ -48,15 +55,52 @@ setup(void **state)
     o.block_size = 4;              /* blocks smaller than any tile */
     o.n_blocks = 64;
     o.threads = 2;
-    o.dtype = DW_DT_BF16;
+    o.dtype = DW_DT_BF16;         /* the cpu backend's is F32 whatever */
     if (dw_backend_cpu_create(f->m, &o, &f->cpu, err, sizeof(err)) != 0) {
         fail_msg("cpu: %s", err);
     }
+    o.dtype = dt;
     if (dw_backend_cuda_create(f->m, &o, &f->cu, err, sizeof(err)) != 0) {
         fail_msg("cuda: %s", err);
     }
+    switch (dt) {
+    case DW_DT_BF16:
+        /* BF16 weights and activations through 5 layers: a few percent */
+        f->name = "bf16";
+        f->tol = 0.05f;
+        f->tie = 0.02f;
+        break;
+    case DW_DT_F16:
+        /* 3 more mantissa bits than BF16: 8 times less */
+        f->name = "f16";
+        f->tol = 0.05f / 8;
+        f->tie = 0.02f / 8;
+        break;
+    default:
+        f->name = "f32";
+        f->tol = 1e-4f;
+        f->tie = 0;
+    }
     *state = f;
     return 0;
+}
+
+static int
+setup_bf16(void **state)
+{
+    return setup(state, DW_DT_BF16);
+}
+
+static int
+setup_f16(void **state)
+{
+    return setup(state, DW_DT_F16);
+}
+
+static int
+setup_f32(void **state)
+{
+    return setup(state, DW_DT_F32);
 }
 
 static int
@@ -85,8 +129,8 @@ run1(dw_backend_t *be, const uint32_t *tok, uint32_t n, uint32_t pos,
 }
 
 static void
-logits_close(const char *what, const float *got, const float *ref,
-    uint32_t n)
+logits_close(const fix_t *f, const char *what, const float *got,
+    const float *ref, uint32_t n)
 {
     uint32_t  i;
     float     mx = 0, worst = 0;
@@ -97,10 +141,9 @@ logits_close(const char *what, const float *got, const float *ref,
     for (i = 0; i < n; i++) {
         worst = fmaxf(worst, fabsf(got[i] - ref[i]));
     }
-    print_message("%s: max |logit diff| %g (max |logit| %g)\n", what, worst,
-                  mx);
-    /* BF16 weights and activations through 5 layers: a few percent */
-    assert_true(worst <= 0.05f * mx);
+    print_message("%s %s: max |logit diff| %g (max |logit| %g)\n", f->name,
+                  what, worst, mx);
+    assert_true(worst <= f->tol * mx);
     assert_int_equal(dw_ts_argmax(got, n), dw_ts_argmax(ref, n));
 }
 
@@ -121,7 +164,7 @@ test_logits(void **state)
                      0);
     assert_int_equal(run1(f->cu, dw_ts_stories_prompt, 5, 0, blocks, 2, b),
                      0);
-    logits_close("prompt logits", b, a, V);
+    logits_close(f, "prompt logits", b, a, V);
     free(a);
     free(b);
 }
@@ -137,8 +180,8 @@ greedy_case(fix_t *f, const uint32_t *chunks, uint32_t n_chunks)
                                   n_chunks, blocks, 8, out, 25), 0);
     for (i = 0; i < 25; i++) {
         if (out[i] != dw_ts_stories_greedy[i]) {
-            fail_msg("greedy token %u: %u, the reference says %u", i, out[i],
-                     dw_ts_stories_greedy[i]);
+            fail_msg("%s: greedy token %u: %u, the reference says %u",
+                     f->name, i, out[i], dw_ts_stories_greedy[i]);
         }
     }
 }
@@ -160,8 +203,9 @@ test_greedy(void **state)
 /*
  * Step by step with the cpu backend, both fed the cpu's greedy token
  * (teacher forcing, so one flip does not derail the rest): at every step
- * the logits are close and the argmax is the same, or the cpu's two
- * candidates are within BF16 noise of each other (a near tie, reported).
+ * the argmax is the same, or (BF16, F16) the cpu's two candidates are
+ * within the storage type's noise of each other (a near tie, reported);
+ * F32 storage allows no tie.
  */
 static void
 test_lockstep(void **state)
@@ -189,9 +233,12 @@ test_lockstep(void **state)
             mx = fmaxf(mx, fabsf(lc[tok]));
         }
         if (a != b) {
-            print_message("step %u: cpu %u (%g), cuda %u (cpu gives it %g)\n",
-                          i, a, lc[a], b, lc[b]);
-            assert_true(lc[a] - lc[b] <= 0.02f * mx);
+            print_message("%s step %u: cpu %u (%g), cuda %u (cpu gives it "
+                          "%g)\n", f->name, i, a, lc[a], b, lc[b]);
+            if (f->tie == 0) {
+                fail_msg("%s step %u: the argmax differs", f->name, i);
+            }
+            assert_true(lc[a] - lc[b] <= f->tie * mx);
             ties++;
         }
         if (i == 24) {
@@ -201,7 +248,8 @@ test_lockstep(void **state)
         assert_int_equal(run1(f->cpu, &tok, 1, pos, blocks, 8, lc), 0);
         assert_int_equal(run1(f->cu, &tok, 1, pos, blocks, 8, lg), 0);
     }
-    print_message("lockstep: %u near ties in 25 steps\n", ties);
+    print_message("%s lockstep: %u near ties in 25 steps\n", f->name,
+                  ties);
     free(lc);
     free(lg);
 }
@@ -235,26 +283,33 @@ test_mixed_step(void **state)
     s[1] = (dw_seq_step_t) { tokb + 3, 1, 3, bb, 2, 1 };
     st = (dw_step_t) { s, 2, 6, 2, both, 0 };
     assert_int_equal(f->cu->ops->forward(f->cu, &st), 0);
-    logits_close("prompt in a mixed step", both, alone_a, V);
-    logits_close("decode in a mixed step", both + V, alone_b, V);
+    logits_close(f, "prompt in a mixed step", both, alone_a, V);
+    logits_close(f, "decode in a mixed step", both + V, alone_b, V);
     free(alone_a);
     free(alone_b);
     free(both);
 }
 
+#define DTYPE_TESTS  \
+    cmocka_unit_test(test_logits),      \
+    cmocka_unit_test(test_lockstep),    \
+    cmocka_unit_test(test_greedy),      \
+    cmocka_unit_test(test_mixed_step)
+
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
-        cmocka_unit_test(test_logits),
-        cmocka_unit_test(test_lockstep),
-        cmocka_unit_test(test_greedy),
-        cmocka_unit_test(test_mixed_step),
-    };
+    const struct CMUnitTest  bf16[] = { DTYPE_TESTS };
+    const struct CMUnitTest  f16[] = { DTYPE_TESTS };
+    const struct CMUnitTest  f32[] = { DTYPE_TESTS };
+    int                      failed = 0;
 
     have_dev = dw_backend_cuda_devices(no_dev, sizeof(no_dev)) > 0;
     if (!have_dev) {
         printf("test_cuda_greedy: %s: every test skipped\n", no_dev);
     }
-    return cmocka_run_group_tests(tests, setup, teardown);
+    failed += cmocka_run_group_tests(bf16, setup_bf16, teardown);
+    failed += cmocka_run_group_tests(f16, setup_f16, teardown);
+    failed += cmocka_run_group_tests(f32, setup_f32, teardown);
+    return failed != 0;
 }

@@ -41,7 +41,7 @@ dw_cu_sample_param_fill(dw_cu_sample_param_t *p, const dw_sampling_t *sp,
 {
     memset(p, 0, sizeof(*p));
     /* as dw_sample: temperatures this small are greedy */
-    p->greedy = !(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1;
+    p->greedy = dw_sample_is_greedy(sp);
     p->inv_temp = p->greedy ? 1.0f : 1.0f / sp->temperature;
     p->top_k = sp->top_k;
     p->top_p = sp->top_p;

@@ -435,9 +435,7 @@ dw_do_remote_done(dw_engine_t *e, const dw_remote_done_t *d)
     dw_commit_blocks(e, s);
     /* dw_sample draws once unless greedy (the NaN-logits corner aside);
        the next_ids path draws nothing */
-    if (e->be->ops->next_ids == NULL
-        && s->sp.temperature >= DW_SAMPLING_EPS && s->sp.top_k != 1)
-    {
+    if (e->be->ops->next_ids == NULL && !dw_sample_is_greedy(&s->sp)) {
         (void) dw_rng_uniform(&s->rng);
     }
     reason = dw_accept(e, s, &d->first, dw_now_ms());

@@ -355,8 +355,8 @@ dw_logprobs(dw_sampler_t *s, const float *logits, int32_t n_top,
 
 /* ---- the sampler ---- */
 
-static uint32_t
-dw_argmax(const float *x, uint32_t n)
+uint32_t
+dw_sample_argmax(const float *x, uint32_t n)
 {
     uint32_t  i, b = 0;
 
@@ -398,7 +398,7 @@ dw_candidates(dw_sampler_t *s, const dw_sampling_t *sp, double *zp)
             n = j;
         }
     } else {
-        m = x[dw_argmax(x, v)];
+        m = x[dw_sample_argmax(x, v)];
         thr = sp->min_p > 0.0f ? m + logf(sp->min_p) : -INFINITY;
         n = 0;
         for (i = 0; i < v; i++) {
@@ -437,7 +437,7 @@ dw_draw(dw_sampler_t *s, const dw_sampling_t *sp, dw_rng_t *rng)
     n = dw_candidates(s, sp, &z);
     if (n == 0) {
         /* NaN logits: still a valid id */
-        return dw_argmax(x, s->vocab);
+        return dw_sample_argmax(x, s->vocab);
     }
     u = dw_rng_uniform(rng) * z;
     acc = 0.0;
@@ -460,9 +460,8 @@ dw_sample(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
 
     out->n_top = 0;
     out->logprob = 0.0f;
-    /* as vLLM: temperatures this small are greedy (1/t would overflow) */
-    if (!(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1) {
-        out->token = dw_argmax(s->x, s->vocab);
+    if (dw_sample_is_greedy(sp)) {
+        out->token = dw_sample_argmax(s->x, s->vocab);
     } else {
         out->token = dw_draw(s, sp, rng);
     }
@@ -482,8 +481,8 @@ dw_sample_set(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
     memcpy(s->x, logits, s->vocab * sizeof(float));
     dw_penalize(s, sp, tokens, n_prompt, n_out);
     memset(kept, 0, s->vocab);
-    if (!(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1) {
-        kept[dw_argmax(s->x, s->vocab)] = 1;
+    if (dw_sample_is_greedy(sp)) {
+        kept[dw_sample_argmax(s->x, s->vocab)] = 1;
         return 1;
     }
     n = dw_candidates(s, sp, &z);

@@ -48,6 +48,17 @@ void dw_sampler_free(dw_sampler_t *s);
 
 /* dw_sample_out_t: dw_sampling.h */
 
+/* Greedy: argmax, no RNG draw (as vLLM: temperatures this small would
+   overflow 1/t). */
+static inline int
+dw_sample_is_greedy(const dw_sampling_t *sp)
+{
+    return !(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1;
+}
+
+/* The first maximum of x[0..n) (lowest id on ties). */
+uint32_t dw_sample_argmax(const float *x, uint32_t n);
+
 /*
  * Samples from logits[vocab]; tokens[0..n_prompt) is the prompt and
  * tokens[n_prompt..n_prompt + n_out) the output so far (for penalties).

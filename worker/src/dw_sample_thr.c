@@ -99,20 +99,6 @@ dw_thr_penalize(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
     }
 }
 
-/* argmax, lowest id on ties (dw_argmax) */
-static uint32_t
-dw_thr_argmax(const float *x, uint32_t n)
-{
-    uint32_t  i, b = 0;
-
-    for (i = 1; i < n; i++) {
-        if (x[i] > x[b]) {
-            b = i;
-        }
-    }
-    return b;
-}
-
 /* the kept set's thresholds (one row) */
 typedef struct {
     float     m;          /* max of x (scaled) */
@@ -166,7 +152,7 @@ dw_thr_find(dw_sampler_t *s, const dw_sampling_t *sp, dw_thr_t *t)
         x[i] *= inv_t;
     }
     memset(t, 0, sizeof(*t));
-    t->m = x[dw_thr_argmax(x, v)];
+    t->m = x[dw_sample_argmax(x, v)];
     t->min_x = -INFINITY;
 
     if (sp->top_k > 0 && (uint32_t) sp->top_k < v) {
@@ -315,12 +301,6 @@ dw_thr_logprobs(const float *logits, uint32_t v, int32_t n_top,
     }
 }
 
-static int
-dw_thr_greedy(const dw_sampling_t *sp)
-{
-    return !(sp->temperature >= DW_SAMPLING_EPS) || sp->top_k == 1;
-}
-
 void
 dw_sample_thr(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
     dw_rng_t *rng, const uint32_t *tokens, uint32_t n_prompt, uint32_t n_out,
@@ -331,12 +311,12 @@ dw_sample_thr(dw_sampler_t *s, const float *logits, const dw_sampling_t *sp,
     dw_thr_penalize(s, logits, sp, tokens, n_prompt, n_out);
     out->n_top = 0;
     out->logprob = 0.0f;
-    if (dw_thr_greedy(sp)) {
-        out->token = dw_thr_argmax(s->x, s->vocab);
+    if (dw_sample_is_greedy(sp)) {
+        out->token = dw_sample_argmax(s->x, s->vocab);
     } else {
         dw_thr_find(s, sp, &t);
         /* no candidates (NaN logits): the argmax, no draw (as dw_sample) */
-        out->token = t.n == 0 ? dw_thr_argmax(s->x, s->vocab)
+        out->token = t.n == 0 ? dw_sample_argmax(s->x, s->vocab)
                               : dw_thr_draw(s, &t, rng);
     }
     if (sp->logprobs >= 0) {
@@ -354,8 +334,8 @@ dw_sample_thr_set(dw_sampler_t *s, const float *logits,
 
     dw_thr_penalize(s, logits, sp, tokens, n_prompt, n_out);
     memset(kept, 0, s->vocab);
-    if (dw_thr_greedy(sp)) {
-        kept[dw_thr_argmax(s->x, s->vocab)] = 1;
+    if (dw_sample_is_greedy(sp)) {
+        kept[dw_sample_argmax(s->x, s->vocab)] = 1;
         return 1;
     }
     dw_thr_find(s, sp, &t);
